@@ -1,0 +1,34 @@
+"""The settings pattern: one pydantic-settings class per process, environment prefix ``NJ_``.
+
+Processes subclass ``NightjarSettings``; click options mirror the fields and are passed as keyword
+arguments, which take precedence over the environment. Tests build settings with keywords.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.logs import LogFormat
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def split_commas(value: object) -> object:
+    """Accept ``a,b`` (environment) as well as a list (keywords, repeated flags)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class NightjarSettings(BaseSettings):
+    """Settings every nightjar process shares."""
+
+    model_config = SettingsConfigDict(env_prefix="NJ_", extra="forbid", frozen=True)
+
+    bucket: str = Field(default="", description="S3 bucket holding the bundle store")
+    prefix: str = Field(default="nightjar", description="key prefix inside the bucket")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: LogFormat = Field(default="auto", description="json, human or auto")

@@ -1,0 +1,46 @@
+"""Fixtures shared by every test layer: an isolated fake AWS environment and stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from shared.s3_store import S3BundleStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+BUCKET = "nightjar-test"
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test ever reaches real AWS: fake credentials, a fixed region, no endpoint override."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in list(__import__("os").environ):
+        if name.startswith("NJ_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def s3_client() -> Iterator[S3Client]:
+    """An S3 client on in-process moto with the test bucket created."""
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+@pytest.fixture
+def s3_store(s3_client: S3Client) -> S3BundleStore:
+    """The bundle store on moto S3, under a prefix like production uses."""
+    return S3BundleStore(s3_client, BUCKET, prefix="mesh/prod")

@@ -1,0 +1,35 @@
+"""Fault injection and request counting, shared by every test that needs them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+class RequestCounter:
+    """Counts the API calls a boto3 client makes, with their parameters."""
+
+    def __init__(self, client: Any) -> None:
+        self.calls: Counter[str] = Counter()
+        self.params: list[tuple[str, dict[str, Any]]] = []
+        client.meta.events.register("before-parameter-build", self._seen)
+
+    def _seen(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        self.calls[model.name] += 1
+        self.params.append((model.name, params))
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.params.clear()
+
+    def writes(self) -> int:
+        """Requests that change the store."""
+        return sum(n for op, n in self.calls.items() if op in {"PutObject", "DeleteObjects"})
+
+
+def tamper(client: S3Client, bucket: str, key: str, data: bytes = b"tampered") -> None:
+    """Overwrite ``key`` behind the store's back, as a corrupting actor would."""
+    client.put_object(Bucket=bucket, Key=key, Body=data)

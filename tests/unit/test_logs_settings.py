@@ -1,0 +1,45 @@
+"""Structured logging output and the NJ_ settings pattern."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from shared.logs import configure_logging, get_logger
+from shared.settings import NightjarSettings
+
+
+def test_json_log_lines_carry_event_and_fields() -> None:
+    """Off a terminal, each record is one JSON object with the event name and bound fields."""
+    out = io.StringIO()
+    configure_logging("INFO", "auto", out)
+    get_logger("nightjar.test").info("manifest.swapped", version="v1", etag='"abc"')
+    get_logger("nightjar.test").debug("hidden")
+    line = json.loads(out.getvalue().strip())
+    assert line["event"] == "manifest.swapped"
+    assert (line["version"], line["etag"], line["level"]) == ("v1", '"abc"', "info")
+    logging.getLogger().handlers.clear()
+
+
+def test_human_format_on_request() -> None:
+    """NJ_LOG_FORMAT=human prints key=value pairs."""
+    out = io.StringIO()
+    configure_logging("DEBUG", "human", out)
+    get_logger("t").warning("cycle.failed", namespace="fish")
+    assert "cycle.failed namespace=fish" in out.getvalue()
+    logging.getLogger().handlers.clear()
+
+
+def test_settings_read_the_nj_prefix_and_keywords_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Environment NJ_* fills settings; keyword arguments (click flags) override it."""
+    monkeypatch.setenv("NJ_BUCKET", "from-env")
+    monkeypatch.setenv("NJ_PREFIX", "p1")
+    assert NightjarSettings().bucket == "from-env"
+    assert NightjarSettings(bucket="flag").bucket == "flag"
+    assert NightjarSettings().prefix == "p1"
+    monkeypatch.setenv("NJ_LOG_FORMAT", "xml")
+    with pytest.raises(ValueError, match="log_format"):
+        NightjarSettings()
