@@ -2,9 +2,94 @@
 
 from __future__ import annotations
 
-import click
+import signal
+import threading
+from datetime import timedelta
+from typing import Any
 
+import click
+from pydantic import ValidationError
+
+from configurator.cycle import Configurator, CycleReport, Retention
+from configurator.discovery import CloudMapDiscovery, make_cloudmap_client
+from configurator.metrics import Metrics, serve_metrics
+from configurator.render import TemplateLibrary
+from configurator.settings import ConfiguratorSettings
+from configurator.validate import EnvoyValidator, find_envoy
 from shared import __version__
+from shared.aws import make_s3_client
+from shared.logs import configure_logging, get_logger
+from shared.s3_store import S3BundleStore
+
+log = get_logger(__name__)
+
+EXIT_FAILED = 1
+EXIT_FROZEN = 3
+
+
+def _options(fn: Any) -> Any:
+    options = [
+        click.option(
+            "--namespace",
+            "namespaces",
+            multiple=True,
+            help="Cloud Map namespace: name, id:<id> or ARN (repeatable) [NJ_NAMESPACES]",
+        ),
+        click.option("--bucket", help="S3 bucket of the bundle store [NJ_BUCKET]"),
+        click.option("--prefix", help="key prefix in the bucket [NJ_PREFIX, default nightjar]"),
+        click.option(
+            "--templates-dir",
+            type=click.Path(file_okay=False),
+            help="template override directory [NJ_TEMPLATES_DIR]",
+        ),
+        click.option(
+            "--metrics-port", type=int, help="serve Prometheus /metrics [NJ_METRICS_PORT]"
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def load_settings(**flags: Any) -> ConfiguratorSettings:
+    """Settings from the environment with the given (non-empty) flags on top."""
+    given = {k: v for k, v in flags.items() if v not in (None, ())}
+    if "namespaces" in given:
+        given["namespaces"] = list(given["namespaces"])
+    try:
+        settings = ConfiguratorSettings(**given)
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = "NJ_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise click.UsageError(f"{name}: {first['msg']}") from err
+    if not settings.bucket:
+        raise click.UsageError("no bucket: set NJ_BUCKET or pass --bucket")
+    if not settings.namespaces:
+        raise click.UsageError("no namespace: set NJ_NAMESPACES or pass --namespace")
+    return settings
+
+
+def build_configurator(settings: ConfiguratorSettings, metrics: Metrics) -> Configurator:
+    """Wire the real clients and components for ``settings``."""
+    return Configurator(
+        namespaces=settings.namespaces,
+        store=S3BundleStore(make_s3_client(), settings.bucket, settings.prefix),
+        discovery=CloudMapDiscovery(make_cloudmap_client()),
+        templates=TemplateLibrary(settings.templates_dir),
+        validator=EnvoyValidator(find_envoy(settings.envoy_bin)),
+        retention=Retention(settings.keep_versions, timedelta(seconds=settings.grace_seconds)),
+        metrics=metrics,
+    )
+
+
+def _start(flags: dict[str, Any]) -> tuple[ConfiguratorSettings, Configurator]:
+    settings = load_settings(**flags)
+    configure_logging(settings.log_level, settings.log_format)
+    metrics = Metrics()
+    if settings.metrics_port is not None:
+        serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
+        log.info("metrics.listening", host=settings.metrics_host, port=settings.metrics_port)
+    return settings, build_configurator(settings, metrics)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,3 +101,70 @@ def main() -> None:
     Example:
       NJ_BUCKET=my-mesh-bucket nightjar-configurator once --namespace fish.service.local
     """
+
+
+@main.command()
+@_options
+def once(**flags: Any) -> None:
+    """Run one cycle and exit: 0 published or unchanged, 3 frozen, 1 failed.
+
+    \b
+    Example:
+      nightjar-configurator once --bucket my-mesh-bucket --namespace fish.service.local
+    """
+    _, configurator = _start(flags)
+    report = configurator.run_cycle()
+    click.echo(_summary(report))
+    if report.outcome == "failed":
+        raise click.exceptions.Exit(EXIT_FAILED)
+    if report.outcome == "frozen":
+        raise click.exceptions.Exit(EXIT_FROZEN)
+
+
+@main.command()
+@_options
+@click.option("--interval", type=float, help="seconds between cycles [NJ_INTERVAL, default 30]")
+def run(**flags: Any) -> None:
+    """Run cycles every NJ_INTERVAL seconds until SIGTERM or SIGINT.
+
+    A signal lets the running cycle finish (a cycle never publishes half a version) and exits 0.
+
+    \b
+    Example:
+      NJ_NAMESPACES=fish.service.local NJ_BUCKET=my-mesh-bucket nightjar-configurator run
+    """
+    settings, configurator = _start(flags)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("configurator.stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "configurator.started",
+        namespaces=settings.namespaces,
+        bucket=settings.bucket,
+        prefix=settings.prefix,
+        interval=settings.interval,
+    )
+    while not stop.is_set():
+        configurator.run_cycle()
+        stop.wait(settings.interval)
+    log.info("configurator.stopped")
+
+
+def _summary(report: CycleReport) -> str:
+    if report.outcome == "failed":
+        return f"cycle failed, nothing published: {report.error}"
+    if report.outcome == "frozen":
+        return (
+            f"manifest is frozen at {report.version} (by {report.frozen_by}); nothing "
+            "published. Run 'nightjar unfreeze' to let the configurator publish again."
+        )
+    return (
+        f"{report.outcome} {report.version}: {len(report.changed_nodes)} node(s) changed, "
+        f"{len(report.problems)} problem(s), {report.calls} Cloud Map call(s), "
+        f"{report.seconds:.2f}s"
+    )

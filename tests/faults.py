@@ -33,3 +33,25 @@ class RequestCounter:
 def tamper(client: S3Client, bucket: str, key: str, data: bytes = b"tampered") -> None:
     """Overwrite ``key`` behind the store's back, as a corrupting actor would."""
     client.put_object(Bucket=bucket, Key=key, Body=data)
+
+
+class FailingCloudMap:
+    """A Cloud Map client whose DiscoverInstances fails for one service, like a throttled API."""
+
+    def __init__(self, client: Any, service_name: str, code: str = "ThrottlingException") -> None:
+        self._client = client
+        self.service_name = service_name
+        self.code = code
+        self.failures = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def discover_instances(self, **kwargs: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        if kwargs.get("ServiceName") == self.service_name:
+            self.failures += 1
+            error = {"Error": {"Code": self.code, "Message": "Rate exceeded"}}
+            raise ClientError(error, "DiscoverInstances")  # type: ignore[arg-type]
+        return self._client.discover_instances(**kwargs)

@@ -1,0 +1,228 @@
+"""The nightjar Cloud Map conventions: raw attributes -> validated mesh model + problems.
+
+Every attribute value is untrusted. Anything that does not fit its documented form
+(docs/cloud-map.md) is dropped and recorded as a ``Problem``; nothing unvalidated leaves this
+module, so no raw Cloud Map string can reach a template.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from configurator.discovery import SETTINGS_INSTANCE, RawNamespace, RawService
+from shared.models import NAME_RE, Problem
+
+NAME_FORM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+PATH_FORM = re.compile(r"^/(?:[A-Za-z0-9._~!$&()*+,;=:@/-]|%[0-9A-Fa-f]{2}){0,511}$")
+WEIGHT_FORM = re.compile(r"^[0-9]{1,7}$")
+MAX_WEIGHT = 1_000_000
+CATCH_ALL = "*"
+HTTP2_ON = {"yes", "true", "enabled", "active", "1", "http2"}
+HTTP2_OFF = {"", "no", "false", "disabled", "inactive", "0", "http1", "http1.1"}
+VISIBILITY_PREFIXES = (("[private]", True), ("[public]", False), ("?", True))
+IGNORED_PREFIX = "AWS_"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A healthy task: IPv4 address and port."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class RouteDecl:
+    """One route a service-color declares: a path prefix (or ``*``), its visibility and weight."""
+
+    path: str
+    private: bool
+    weight: int
+
+
+@dataclass(frozen=True)
+class ServiceColor:
+    """One validated service-color of a namespace."""
+
+    service: str
+    color: str
+    http2: bool
+    routes: tuple[RouteDecl, ...]
+    endpoints: tuple[Endpoint, ...]
+
+
+@dataclass(frozen=True)
+class NamespaceModel:
+    """Every valid service-color of one namespace."""
+
+    name: str
+    service_colors: tuple[ServiceColor, ...]
+
+
+class _Problems:
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.items: list[Problem] = []
+
+    def add(self, item: str, reason: str) -> None:
+        self.items.append(Problem(where=self.where, item=item, reason=reason))
+
+
+def parse_route_key(key: str) -> tuple[str, bool] | None:
+    """``(path, private)`` for a route attribute key, or None when the key is no route key."""
+    private = False
+    for prefix, is_private in VISIBILITY_PREFIXES:
+        if key.startswith(prefix):
+            key, private = key[len(prefix) :], is_private
+            break
+    else:
+        if not (key.startswith("/") or key == CATCH_ALL):
+            return None
+    return (CATCH_ALL if key == "/" else key), private
+
+
+def parse_weight(value: str) -> int | None:
+    """An integer weight 0..1000000, or None."""
+    text = value.strip()
+    if not WEIGHT_FORM.match(text) or int(text) > MAX_WEIGHT:
+        return None
+    return int(text)
+
+
+def parse_endpoint(attributes: dict[str, str]) -> Endpoint | str:
+    """The endpoint of an instance, or the reason it is not one."""
+    host = attributes.get("AWS_INSTANCE_IPV4", "")
+    port = attributes.get("AWS_INSTANCE_PORT", "")
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        return f"AWS_INSTANCE_IPV4 {host!r} is not a dotted IPv4 address"
+    if address.is_unspecified or address.is_multicast:
+        return f"AWS_INSTANCE_IPV4 {host!r} cannot be an endpoint"
+    if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f"AWS_INSTANCE_PORT {port!r} must be an integer from 1 to 65535"
+    return Endpoint(str(address), int(port))
+
+
+def _read_settings(
+    attributes: dict[str, str], problems: _Problems
+) -> tuple[str, str, bool, tuple[RouteDecl, ...]] | None:
+    names = []
+    for key in ("SERVICE", "COLOR"):
+        value = attributes.get(key)
+        if value is None or not NAME_FORM.match(value):
+            shown = "missing" if value is None else repr(value)
+            problems.add(
+                f"attribute {key!r}",
+                f"{key} is {shown}; it must match [A-Za-z0-9][A-Za-z0-9._-] (max 63 chars)"
+                " — the service-color is skipped",
+            )
+            return None
+        names.append(value)
+    http2 = False
+    routes = []
+    for key, value in sorted(attributes.items()):
+        if key in ("SERVICE", "COLOR") or key.startswith(IGNORED_PREFIX):
+            continue
+        if key == "HTTP2":
+            http2 = _read_http2(value, problems)
+            continue
+        route = parse_route_key(key)
+        if route is None:
+            problems.add(f"attribute {key!r}", "unknown attribute; it is ignored")
+            continue
+        decl = _read_route(route, key, value, problems)
+        if decl is not None:
+            routes.append(decl)
+    return names[0], names[1], http2, tuple(routes)
+
+
+def _read_http2(value: str, problems: _Problems) -> bool:
+    flag = value.strip().lower()
+    if flag not in HTTP2_ON | HTTP2_OFF:
+        problems.add(
+            f"attribute 'HTTP2' = {value!r}",
+            "use yes/true/enabled/active/1/http2 or no/false; treated as HTTP/1.1",
+        )
+    return flag in HTTP2_ON
+
+
+def _read_route(
+    route: tuple[str, bool], key: str, value: str, problems: _Problems
+) -> RouteDecl | None:
+    path, private = route
+    if path != CATCH_ALL and not PATH_FORM.match(path):
+        problems.add(
+            f"attribute {key!r}",
+            "path must be '/' then URL path characters [A-Za-z0-9._~!$&()*+,;=:@/-] or %XX,"
+            " at most 512 characters; the route is dropped",
+        )
+        return None
+    weight = parse_weight(value)
+    if weight is None:
+        problems.add(
+            f"attribute {key!r} = {value!r}",
+            f"weight must be an integer from 0 to {MAX_WEIGHT}; the route is dropped",
+        )
+        return None
+    return RouteDecl(path, private, weight)
+
+
+def read_service(
+    namespace: str, service: RawService, problems: list[Problem]
+) -> ServiceColor | None:
+    """The service-color a Cloud Map service declares, or None (not one, or invalid)."""
+    settings = next((i for i in service.instances if i.id == SETTINGS_INSTANCE), None)
+    if settings is None:
+        return None
+    found = _Problems(f"{namespace}/{service.name}")
+    parsed = _read_settings(settings.attributes, found)
+    endpoints = []
+    for instance in service.instances:
+        if instance.id == SETTINGS_INSTANCE or instance.health == "UNHEALTHY":
+            continue
+        endpoint = parse_endpoint(instance.attributes)
+        if isinstance(endpoint, str):
+            found.add(f"instance {instance.id!r}", endpoint + "; the instance gets no traffic")
+        else:
+            endpoints.append(endpoint)
+    problems.extend(found.items)
+    if parsed is None:
+        return None
+    name, color, http2, routes = parsed
+    return ServiceColor(name, color, http2, routes, tuple(sorted(set(endpoints), key=_ep_key)))
+
+
+def _ep_key(endpoint: Endpoint) -> tuple[int, int]:
+    return int(ipaddress.IPv4Address(endpoint.host)), endpoint.port
+
+
+def read_namespace(raw: RawNamespace) -> tuple[NamespaceModel, list[Problem]]:
+    """Validate every service of a namespace; duplicates of a service-color are dropped."""
+    problems: list[Problem] = []
+    if not NAME_RE.match(raw.name):
+        problems.append(
+            Problem(where=raw.name, item="namespace", reason="name is not usable in node ids")
+        )
+        return NamespaceModel(raw.name, ()), problems
+    seen: dict[tuple[str, str], str] = {}
+    colors = []
+    for service in sorted(raw.services, key=lambda s: s.name):
+        found = read_service(raw.name, service, problems)
+        if found is None:
+            continue
+        key = (found.service, found.color)
+        if key in seen:
+            problems.append(
+                Problem(
+                    where=f"{raw.name}/{service.name}",
+                    item=f"SERVICE={found.service} COLOR={found.color}",
+                    reason=f"duplicate of Cloud Map service {seen[key]!r}, which is used instead",
+                )
+            )
+            continue
+        seen[key] = service.name
+        colors.append(found)
+    return NamespaceModel(raw.name, tuple(colors)), problems

@@ -1,0 +1,143 @@
+"""Mesh: validated namespaces -> one template context per node.
+
+A sidecar per service-color gets every public and private route of its namespace; the gateway of
+a namespace gets the public routes only. A path declared by several colors becomes one route with
+weighted clusters; routes are ordered longest prefix first, catch-all last.
+
+Every string in a context is a JSON scalar (``"\"/tuna\""``): templates insert it with triple
+braces and whatever the string holds, it stays one YAML scalar. Numbers and flags are plain.
+Contexts are documented field by field in docs/templates.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from configurator.conventions import CATCH_ALL, NamespaceModel, ServiceColor
+from shared.models import Problem, gateway_node_id, sidecar_node_id
+
+CONNECT_TIMEOUT = "2s"
+
+
+def q(value: str) -> str:
+    """A string as a JSON scalar, safe to insert into YAML or JSON templates."""
+    return json.dumps(value)
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """The template context of one node, and where to look for its template overrides."""
+
+    node_id: str
+    namespace: str
+    service: str | None
+    color: str | None
+    context: dict[str, Any]
+
+    @property
+    def is_gateway(self) -> bool:
+        return self.service is None
+
+
+@dataclass(frozen=True)
+class _Route:
+    path: str
+    private: bool
+    weights: tuple[tuple[str, int], ...]  # (cluster name, weight) in cluster-name order
+
+
+def cluster_name(sc: ServiceColor) -> str:
+    """The Envoy cluster of a service-color (``/`` never occurs inside either part)."""
+    return f"{sc.service}/{sc.color}"
+
+
+def merge_routes(ns: NamespaceModel, problems: list[Problem]) -> list[_Route]:
+    """One route per distinct path, most specific first, catch-all last."""
+    by_path: dict[str, list[tuple[ServiceColor, bool, int]]] = {}
+    for sc in ns.service_colors:
+        for decl in sc.routes:
+            by_path.setdefault(decl.path, []).append((sc, decl.private, decl.weight))
+    routes = []
+    for path, decls in by_path.items():
+        visibility = {private for _, private, _ in decls}
+        if len(visibility) > 1:
+            problems.append(
+                Problem(
+                    where=ns.name,
+                    item=f"route {path!r}",
+                    reason="declared public by some colors and private by others; kept private",
+                )
+            )
+        weights = tuple(sorted((cluster_name(sc), w) for sc, _, w in decls))
+        routes.append(_Route(path, True in visibility, weights))
+    return sorted(routes, key=_route_order)
+
+
+def _route_order(route: _Route) -> tuple[int, int, str]:
+    if route.path == CATCH_ALL:
+        return (1, 0, "")
+    return (0, -len(route.path), route.path)
+
+
+def _route_context(route: _Route) -> dict[str, Any]:
+    live = [(name, weight) for name, weight in route.weights if weight > 0]
+    return {
+        "route_path": q("/" if route.path == CATCH_ALL else route.path),
+        "is_catch_all": route.path == CATCH_ALL,
+        "is_private": route.private,
+        "has_clusters": bool(live),
+        "has_many_clusters": len(live) > 1,
+        "total_cluster_weight": sum(weight for _, weight in live),
+        "clusters": [{"cluster_name": q(name), "route_weight": weight} for name, weight in live],
+    }
+
+
+def _cluster_context(sc: ServiceColor) -> dict[str, Any]:
+    return {
+        "cluster_name": q(cluster_name(sc)),
+        "service": q(sc.service),
+        "color": q(sc.color),
+        "uses_http2": sc.http2,
+        "connect_timeout": q(CONNECT_TIMEOUT),
+        "has_endpoints": bool(sc.endpoints),
+        "endpoints": [{"host": q(ep.host), "port": ep.port} for ep in sc.endpoints],
+    }
+
+
+def _node_context(
+    node_id: str, ns: NamespaceModel, routes: list[_Route], gateway: bool
+) -> dict[str, Any]:
+    name = "gateway" if gateway else "egress"
+    visible = [_route_context(r) for r in routes if not (gateway and r.private)]
+    clusters = [_cluster_context(sc) for sc in ns.service_colors]
+    return {
+        "node_id": q(node_id),
+        "namespace": q(ns.name),
+        "is_gateway": gateway,
+        "listeners": [
+            {
+                "listener_name": q(name),
+                "stat_prefix": q(name),
+                "route_config_name": q(f"{name}-routes"),
+                "has_routes": bool(visible),
+                "routes": visible,
+            }
+        ],
+        "has_clusters": bool(clusters),
+        "clusters": clusters,
+    }
+
+
+def build_nodes(ns: NamespaceModel, problems: list[Problem]) -> list[NodeContext]:
+    """Every node of a namespace: its gateway, then one sidecar per service-color."""
+    routes = merge_routes(ns, problems)
+    gw = gateway_node_id(ns.name)
+    nodes = [NodeContext(gw, ns.name, None, None, _node_context(gw, ns, routes, True))]
+    for sc in ns.service_colors:
+        node_id = sidecar_node_id(ns.name, sc.service, sc.color)
+        context = _node_context(node_id, ns, routes, False)
+        context.update(service=q(sc.service), color=q(sc.color))
+        nodes.append(NodeContext(node_id, ns.name, sc.service, sc.color, context))
+    return nodes

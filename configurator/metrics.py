@@ -1,0 +1,81 @@
+"""Prometheus text exposition of the configurator's counters and gauges (no dependency)."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+HELP = {
+    "nightjar_configurator_cycles_total": ("counter", "Cycles run, by outcome."),
+    "nightjar_configurator_cycle_seconds": ("gauge", "Duration of the last cycle."),
+    "nightjar_configurator_cloudmap_calls_total": ("counter", "Cloud Map API calls made."),
+    "nightjar_configurator_cloudmap_calls_last_cycle": (
+        "gauge",
+        "Cloud Map calls of the last cycle.",
+    ),
+    "nightjar_configurator_published_versions_total": ("counter", "Versions published."),
+    "nightjar_configurator_problems": ("gauge", "Input items rejected in the last cycle."),
+    "nightjar_configurator_last_success_timestamp_seconds": (
+        "gauge",
+        "End of the last good cycle.",
+    ),
+    "nightjar_configurator_manifest_frozen": ("gauge", "1 while the manifest is frozen."),
+}
+
+
+class Metrics:
+    """Thread-safe metric values keyed by (name, label value)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[tuple[str, str], float] = {}
+
+    def inc(self, name: str, amount: float = 1, outcome: str = "") -> None:
+        with self._lock:
+            self._values[(name, outcome)] = self._values.get((name, outcome), 0) + amount
+
+    def set(self, name: str, value: float) -> None:
+        with self._lock:
+            self._values[(name, "")] = value
+
+    def get(self, name: str, outcome: str = "") -> float:
+        with self._lock:
+            return self._values.get((name, outcome), 0)
+
+    def render(self) -> str:
+        """The exposition text, every known metric present (zero until set)."""
+        lines = []
+        with self._lock:
+            values = dict(self._values)
+        for name, (kind, text) in HELP.items():
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+            labelled = sorted((o, v) for (n, o), v in values.items() if n == name)
+            if not labelled:
+                labelled = [("", 0.0)]
+            for outcome, value in labelled:
+                label = f'{{outcome="{outcome}"}}' if outcome else ""
+                lines.append(f"{name}{label} {value:g}")
+        return "\n".join(lines) + "\n"
+
+
+def serve_metrics(metrics: Metrics, host: str, port: int) -> ThreadingHTTPServer:
+    """Serve ``/metrics`` on ``host:port`` from a daemon thread; returns the server."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path.split("?")[0] != "/metrics":
+                self.send_error(404)
+                return
+            body = metrics.render().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
+    return server

@@ -1,0 +1,147 @@
+"""Validate: rendered files must parse, and Envoy itself must accept the node's resources.
+
+``lds.yaml`` and ``cds.yaml`` are file-based xDS documents; their resources are moved into the
+``static_resources`` of a throwaway bootstrap and checked with ``envoy --mode validate``. Results
+are cached by the digest of the files, so identical nodes (most sidecars of a namespace) are
+validated once. Without an envoy binary only the parse-level checks run (said once in the log).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.digest import sha256_hex
+from shared.logs import get_logger
+from shared.placeholders import fill_placeholders
+
+log = get_logger(__name__)
+
+RESOURCE_TYPES = {
+    "lds.yaml": ("listeners", "type.googleapis.com/envoy.config.listener.v3.Listener"),
+    "cds.yaml": ("clusters", "type.googleapis.com/envoy.config.cluster.v3.Cluster"),
+}
+SAMPLE_TASK_VALUES: dict[str, str | int] = {
+    "NJ_LISTENER_ADDRESS": "127.0.0.1",
+    "NJ_LISTENER_PORT": 15001,
+    "NJ_ADMIN_PORT": 9901,
+}
+ENVOY_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a node's files passed, why not, and whether Envoy itself checked them."""
+
+    ok: bool
+    errors: tuple[str, ...] = ()
+    checked_by_envoy: bool = False
+
+
+def find_envoy(name: str = "envoy") -> Path | None:
+    """The envoy binary: an explicit path, on PATH, or next to this Python (a venv)."""
+    if "/" in name:
+        return Path(name) if Path(name).is_file() else None
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    beside = Path(sys.executable).parent / name
+    return beside if beside.is_file() else None
+
+
+def parse_files(files: dict[str, bytes]) -> tuple[dict[str, Any], list[str]]:
+    """Parse every YAML/JSON file; return the parsed xDS documents and the errors."""
+    parsed: dict[str, Any] = {}
+    errors = []
+    for name, data in sorted(files.items()):
+        if not name.endswith((".yaml", ".yml", ".json")):
+            continue
+        try:
+            text = data.decode()
+            parsed[name] = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+        except (UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
+            errors.append(f"{name} does not parse: {' '.join(str(err).split())}")
+    for name, (_, type_url) in RESOURCE_TYPES.items():
+        if name not in files:
+            errors.append(f"{name} is missing; every node needs it")
+        elif name in parsed:
+            errors.extend(_check_resources(name, parsed[name], type_url))
+    return parsed, errors
+
+
+def _check_resources(name: str, doc: Any, type_url: str) -> list[str]:
+    resources = doc.get("resources") if isinstance(doc, dict) else None
+    if not isinstance(resources, list):
+        return [f"{name} must be a mapping with a 'resources' list"]
+    bad = [
+        i for i, r in enumerate(resources) if not isinstance(r, dict) or r.get("@type") != type_url
+    ]
+    if bad:
+        return [
+            f"{name} resource #{bad[0]} is not a {type_url.rsplit('.', 1)[-1]} (@type {type_url})"
+        ]
+    return []
+
+
+def compose_bootstrap(files: dict[str, bytes]) -> dict[str, Any]:
+    """A bootstrap whose static_resources hold the node's listeners and clusters."""
+    filled = {n: fill_placeholders(files[n], SAMPLE_TASK_VALUES) for n in RESOURCE_TYPES}
+    static: dict[str, Any] = {}
+    for name, (section, _) in RESOURCE_TYPES.items():
+        resources = yaml.safe_load(filled[name].decode())["resources"]
+        static[section] = [{k: v for k, v in r.items() if k != "@type"} for r in resources]
+    return {"node": {"id": "nightjar-validate", "cluster": "nightjar"}, "static_resources": static}
+
+
+class EnvoyValidator:
+    """Validates node files, caching verdicts by content digest."""
+
+    def __init__(self, envoy: Path | None) -> None:
+        self.envoy = envoy
+        self._verdicts: dict[str, Verdict] = {}
+        self._said_missing = False
+        self.envoy_runs = 0
+
+    def validate(self, files: dict[str, bytes]) -> Verdict:
+        key = sha256_hex(
+            json.dumps({n: sha256_hex(d) for n, d in files.items()}, sort_keys=True).encode()
+        )
+        if key not in self._verdicts:
+            self._verdicts[key] = self._validate(files)
+        return self._verdicts[key]
+
+    def _validate(self, files: dict[str, bytes]) -> Verdict:
+        _, errors = parse_files(files)
+        if errors:
+            return Verdict(False, tuple(errors))
+        if self.envoy is None:
+            if not self._said_missing:
+                log.warning("validate.envoy_missing", detail="no envoy binary; parse checks only")
+                self._said_missing = True
+            return Verdict(True)
+        problem = self._run_envoy(compose_bootstrap(files))
+        return Verdict(problem is None, (problem,) if problem else (), checked_by_envoy=True)
+
+    def _run_envoy(self, bootstrap: dict[str, Any]) -> str | None:
+        assert self.envoy is not None
+        self.envoy_runs += 1
+        with tempfile.TemporaryDirectory(prefix="nightjar-validate-") as tmp:
+            path = Path(tmp) / "bootstrap.json"
+            path.write_text(json.dumps(bootstrap))
+            cmd = [str(self.envoy), "--mode", "validate", "-c", str(path), "--log-level", "error"]
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=ENVOY_TIMEOUT)
+            except (OSError, subprocess.TimeoutExpired) as err:
+                return f"envoy --mode validate could not run: {err}"
+        if done.returncode == 0:
+            return None
+        lines = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
+        return "envoy rejected the node: " + (" | ".join(lines[-3:]) or f"exit {done.returncode}")

@@ -1,0 +1,26 @@
+"""Per-task values in published files: ``${NJ_LISTENER_PORT}`` and friends.
+
+Templates are rendered once for every task of a node, but a few values differ per task (the
+listener port, the admin port, the address the listener binds). Templates write them as
+placeholders; the fetcher fills them when it stages a release, after the file's sha256 was
+verified. Only the names below are placeholders; any other ``${...}`` text is left alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+PLACEHOLDERS = ("NJ_LISTENER_ADDRESS", "NJ_LISTENER_PORT", "NJ_ADMIN_PORT")
+_PATTERN = re.compile(r"\$\{(" + "|".join(PLACEHOLDERS) + r")\}")
+
+
+def fill_placeholders(data: bytes, values: Mapping[str, str | int]) -> bytes:
+    """Replace every known placeholder in ``data`` with its value; KeyError if one is missing."""
+    text = data.decode()
+    return _PATTERN.sub(lambda m: str(values[m.group(1)]), text).encode()
+
+
+def placeholders_in(data: bytes) -> set[str]:
+    """The placeholder names ``data`` uses."""
+    return set(_PATTERN.findall(data.decode(errors="replace")))

@@ -1,0 +1,76 @@
+"""``nightjar-configurator run`` as a real process against moto's HTTP server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+
+from configurator.discovery import make_cloudmap_client
+from shared.s3_store import S3BundleStore
+from tests.cloudmap import FISH, create_namespace, fish_mesh, register
+from tests.integration.conftest import free_port
+
+BIN = Path(sys.executable).parent
+
+
+def wait_for(predicate: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_run_publishes_serves_metrics_and_stops_on_sigterm(moto_endpoint: str) -> None:
+    """The loop publishes through AWS_ENDPOINT_URL, exposes metrics, exits 0 on SIGTERM."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="mesh")
+    cloudmap = make_cloudmap_client()
+    ns_id = create_namespace(cloudmap)
+    for service in fish_mesh():
+        register(cloudmap, ns_id, service)
+    metrics_port = free_port()
+    env = {
+        **os.environ,
+        "NJ_BUCKET": "mesh",
+        "NJ_NAMESPACES": FISH,
+        "NJ_INTERVAL": "0.2",
+        "NJ_METRICS_PORT": str(metrics_port),
+        "NJ_LOG_FORMAT": "json",
+    }
+    proc = subprocess.Popen(
+        [BIN / "nightjar-configurator", "run"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        store = S3BundleStore(s3, "mesh", "nightjar")
+        wait_for(lambda: store.read_manifest() is not None)
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+
+        def two_cycles() -> bool:
+            text = urllib.request.urlopen(url, timeout=5).read().decode()
+            return 'nightjar_configurator_cycles_total{outcome="unchanged"}' in text
+
+        wait_for(two_cycles)
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        assert 'nightjar_configurator_cycles_total{outcome="published"} 1' in text
+        assert "nightjar_configurator_published_versions_total 1" in text
+        assert f"nightjar_configurator_cloudmap_calls_last_cycle {2 + len(fish_mesh())}" in text
+        assert "nightjar_configurator_problems 10" in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    cycles = [e for e in events if e["event"] == "cycle.done"]
+    assert cycles[0]["outcome"] == "published" and cycles[0]["changed_nodes"] == 8
+    assert {"version", "problems", "calls", "seconds"} <= cycles[0].keys()
+    assert events[-1]["event"] == "configurator.stopped"
