@@ -15,9 +15,10 @@ from configurator.discovery import CloudMapDiscovery, make_cloudmap_client
 from configurator.metrics import Metrics, serve_metrics
 from configurator.render import TemplateLibrary
 from configurator.settings import ConfiguratorSettings
-from configurator.validate import EnvoyValidator, find_envoy
+from configurator.validate import EnvoyValidator
 from shared import __version__
 from shared.aws import make_s3_client
+from shared.envoy_bin import find_envoy
 from shared.logs import configure_logging, get_logger
 from shared.s3_store import S3BundleStore
 

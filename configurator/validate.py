@@ -9,9 +9,7 @@ validated once. Without an envoy binary only the parse-level checks run (said on
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,17 +42,6 @@ class Verdict:
     ok: bool
     errors: tuple[str, ...] = ()
     checked_by_envoy: bool = False
-
-
-def find_envoy(name: str = "envoy") -> Path | None:
-    """The envoy binary: an explicit path, on PATH, or next to this Python (a venv)."""
-    if "/" in name:
-        return Path(name) if Path(name).is_file() else None
-    found = shutil.which(name)
-    if found:
-        return Path(found)
-    beside = Path(sys.executable).parent / name
-    return beside if beside.is_file() else None
 
 
 def parse_files(files: dict[str, bytes]) -> tuple[dict[str, Any], list[str]]:

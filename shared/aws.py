@@ -10,11 +10,16 @@ from botocore.config import Config
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-RETRIES = Config(
-    retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=20
-)
 
+def make_s3_client(max_attempts: int = 5) -> S3Client:
+    """An S3 client configured only by the environment (AWS_REGION, AWS_ENDPOINT_URL, ...).
 
-def make_s3_client() -> S3Client:
-    """An S3 client configured only by the environment (AWS_REGION, AWS_ENDPOINT_URL, ...)."""
-    return boto3.client("s3", config=RETRIES)
+    Callers with their own backoff (the fetcher's poll loop) pass fewer attempts, so a failing
+    S3 is reported quickly instead of inside botocore's retries.
+    """
+    config = Config(
+        retries={"max_attempts": max_attempts, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=20,
+    )
+    return boto3.client("s3", config=config)

@@ -13,7 +13,8 @@ from moto import mock_aws
 from configurator.cycle import Configurator, Retention
 from configurator.discovery import CloudMapDiscovery
 from configurator.render import TemplateLibrary
-from configurator.validate import EnvoyValidator, find_envoy
+from configurator.validate import EnvoyValidator
+from shared.envoy_bin import find_envoy
 from shared.models import VersionIndex
 from shared.s3_store import S3BundleStore
 from tests.cloudmap import (

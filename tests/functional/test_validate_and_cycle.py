@@ -9,7 +9,8 @@ import pytest
 from configurator.cycle import Configurator
 from configurator.discovery import RawInstance, RawNamespace, RawService, StaticDiscovery
 from configurator.render import TemplateLibrary
-from configurator.validate import EnvoyValidator, find_envoy, parse_files
+from configurator.validate import EnvoyValidator, parse_files
+from shared.envoy_bin import find_envoy
 from shared.errors import ManifestConflictError
 from shared.memory_store import MemoryBundleStore
 from shared.models import Manifest

@@ -1,0 +1,22 @@
+"""Exceptions of the envoy_fetcher."""
+
+from __future__ import annotations
+
+from shared.errors import NightjarError
+
+
+class FetcherError(NightjarError):
+    """Base of every fetcher failure."""
+
+
+class BundleRejectedError(FetcherError):
+    """A version cannot be applied to this node (missing node, bad file, oversized object...)."""
+
+    def __init__(self, message: str, *, version: str, key: str = "") -> None:
+        super().__init__(message)
+        self.version = version
+        self.key = key
+
+
+class EnvoyError(FetcherError):
+    """Envoy could not be started, reached, or rejected a configuration."""

@@ -1,0 +1,49 @@
+"""Settings of ``nightjar-fetcher`` (environment ``NJ_*``, mirrored by click options)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from shared.models import GATEWAY_NODE_RE, SIDECAR_NODE_RE
+from shared.settings import NightjarSettings
+
+
+class FetcherSettings(NightjarSettings):
+    """Everything the fetcher sidecar reads from its environment."""
+
+    node: str = Field(
+        default="", description="<namespace>/<service>/<color> or <namespace>/gateway"
+    )
+    config_dir: Path = Field(default=Path("/var/run/nightjar"), description="releases + bootstrap")
+    poll_interval: float = Field(default=10.0, gt=0, description="seconds between polls")
+    poll_jitter: float = Field(default=0.1, ge=0, le=1, description="+/- fraction of the interval")
+    backoff_max: float = Field(default=120.0, gt=0, description="longest wait while S3 fails")
+    listener_port: int = Field(default=8080, ge=1, le=65535)
+    listener_address: str = Field(
+        default="", description="default: 0.0.0.0 gateway, 127.0.0.1 sidecar"
+    )
+    admin_port: int = Field(default=9901, ge=1, le=65535)
+    max_object_bytes: int = Field(default=4 << 20, ge=1, description="largest file accepted")
+    keep_releases: int = Field(default=3, ge=2)
+    envoy_bin: str = Field(default="envoy")
+    envoy_log_level: str = Field(default="info")
+    envoy_args: str = Field(default="", description="extra envoy arguments (shell words)")
+    drain_seconds: float = Field(default=5.0, ge=0, description="graceful drain before stop")
+    confirm_seconds: float = Field(default=15.0, gt=0, description="wait for Envoy to accept")
+
+    @field_validator("node")
+    @classmethod
+    def _node_form(cls, value: str) -> str:
+        if value and not (SIDECAR_NODE_RE.match(value) or GATEWAY_NODE_RE.match(value)):
+            raise ValueError(
+                f"node {value!r} must be <namespace>/<service>/<color> or <namespace>/gateway"
+            )
+        return value
+
+    def bind_address(self) -> str:
+        """Where the node's listener binds: as set, else all interfaces for a gateway."""
+        if self.listener_address:
+            return self.listener_address
+        return "0.0.0.0" if GATEWAY_NODE_RE.match(self.node) else "127.0.0.1"

@@ -1,0 +1,211 @@
+"""The fetcher's poll/download/release steps on in-process moto, without Envoy."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from envoy_fetcher.agent import Fetcher, next_delay
+from envoy_fetcher.cli import main
+from envoy_fetcher.settings import FetcherSettings
+from shared.digest import sha256_hex
+from shared.s3_store import S3BundleStore
+from tests.bundles import later, manifest_for, store_version
+from tests.conftest import BUCKET
+from tests.envoy_files import cds, lds
+from tests.faults import RequestCounter, tamper
+
+NODE = "fish.service.local/gateway"
+OTHER = "fish.service.local/tuna/blue"
+
+
+def publish(store: S3BundleStore, minute: int, files: dict[str, dict[str, bytes]]) -> str:
+    index, ref = store_version(store, files, later(minute))
+    read = store.read_manifest()
+    store.swap_manifest(manifest_for(index, ref), read.etag if read else None)
+    return index.version
+
+
+def bundle(backend: str, extra: dict[str, bytes] | None = None) -> dict[str, dict[str, bytes]]:
+    files = {"lds.yaml": lds({"/": backend}), "cds.yaml": cds({backend: 9000}), **(extra or {})}
+    return {NODE: files, OTHER: {"lds.yaml": b"other", "cds.yaml": b"other"}}
+
+
+def fetcher(store: S3BundleStore, tmp_path: Path, **overrides: object) -> Fetcher:
+    settings = FetcherSettings(
+        node=NODE,
+        bucket=BUCKET,
+        prefix="mesh/prod",
+        config_dir=tmp_path / "cfg",
+        listener_port=15001,
+        listener_address="127.0.0.1",
+        **overrides,  # type: ignore[arg-type]
+    )
+    return Fetcher(settings, store)
+
+
+def test_applies_a_version_with_task_values_filled(s3_store: S3BundleStore, tmp_path: Path) -> None:
+    """The node's files land in releases/<v>, current points there, placeholders filled."""
+    version = publish(s3_store, 1, bundle("blue"))
+    f = fetcher(s3_store, tmp_path)
+    step = f.poll_once()
+    assert (step.result, step.version) == ("applied", version)
+    current = tmp_path / "cfg" / "current"
+    assert os.readlink(current) == f"releases/{version}"
+    listener = json.loads((current / "lds.yaml").read_text())["resources"][0]
+    assert listener["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 15001}
+    assert (current / "cds.yaml").read_bytes() == cds({"blue": 9000})
+    assert f.state.applied_version == version
+
+
+def test_idle_polls_are_one_request_each_and_write_nothing(
+    s3_store: S3BundleStore, tmp_path: Path
+) -> None:
+    """Steady state: exactly one conditional GET per poll, no disk writes."""
+    publish(s3_store, 1, bundle("blue"))
+    f = fetcher(s3_store, tmp_path)
+    f.poll_once()
+    assert f.poll_once().result == "not_modified"  # the first 304 is recorded, once
+    assert f.state.last_poll == "not_modified"
+    snapshot = {p: p.stat().st_mtime_ns for p in (tmp_path / "cfg").rglob("*")}
+    counter = RequestCounter(s3_store.client)
+    for _ in range(5):
+        assert f.poll_once().result == "not_modified"
+    assert dict(counter.calls) == {"GetObject": 5}
+    assert all(params.get("IfNoneMatch") for _, params in counter.params)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cfg").rglob("*")} == snapshot
+
+
+def test_downloads_only_objects_not_on_disk(s3_store: S3BundleStore, tmp_path: Path) -> None:
+    """A new version that changes one file downloads one object."""
+    publish(s3_store, 1, bundle("blue"))
+    f = fetcher(s3_store, tmp_path)
+    f.poll_once()
+    files = bundle("blue")
+    files[NODE]["lds.yaml"] = lds({"/": "blue", "/new": "blue"})
+    publish(s3_store, 2, files)
+    counter = RequestCounter(s3_store.client)
+    assert f.poll_once().result == "applied"
+    object_gets = [p for op, p in counter.params if op == "GetObject" and "/objects/" in p["Key"]]
+    assert len(object_gets) == 1
+
+
+def test_identical_node_files_record_the_version_without_a_new_release(
+    s3_store: S3BundleStore, tmp_path: Path
+) -> None:
+    """Another node changed: this node's release stays, the version is recorded."""
+    first = publish(s3_store, 1, bundle("blue"))
+    f = fetcher(s3_store, tmp_path)
+    f.poll_once()
+    files = bundle("blue")
+    files[OTHER]["lds.yaml"] = b"changed elsewhere"
+    second = publish(s3_store, 2, files)
+    step = f.poll_once()
+    assert (step.result, step.version) == ("unchanged", second)
+    assert f.release.current() == first and f.release.versions() == [first]
+    assert (f.state.applied_version, f.state.release) == (second, first)
+
+
+@pytest.mark.parametrize("fault", ["object", "index", "node", "oversized"])
+def test_bad_versions_are_not_applied_and_current_stays(
+    s3_store: S3BundleStore, tmp_path: Path, fault: str
+) -> None:
+    """Tampered object or index, missing node, oversized object: nothing in current changes."""
+    good = publish(s3_store, 1, bundle("blue"))
+    f = fetcher(s3_store, tmp_path, max_object_bytes=4096)
+    f.poll_once()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "cfg" / "current").iterdir()}
+    files = bundle("green")
+    if fault == "node":
+        del files[NODE]
+    if fault == "oversized":
+        files[NODE]["big.txt"] = b"x" * 5000
+    bad = publish(s3_store, 2, files)
+    index = s3_store.get_index(bad)
+    if fault == "object":
+        digest = index.nodes[NODE]["lds.yaml"].sha256
+        tamper(s3_store.client, BUCKET, f"mesh/prod/objects/{digest}", b"evil")
+    if fault == "index":
+        tamper(
+            s3_store.client,
+            BUCKET,
+            f"mesh/prod/versions/{bad}.json",
+            index.model_dump_json().replace("green", "evil").encode(),
+        )
+    step = f.poll_once()
+    assert step.result == "error" and step.version == bad
+    expected = {
+        "object": "altered",
+        "index": "altered",
+        "node": "not in version",
+        "oversized": "over NJ_MAX_OBJECT_BYTES",
+    }[fault]
+    assert expected in step.detail
+    assert f.release.current() == good
+    after = {p.name: p.read_bytes() for p in (tmp_path / "cfg" / "current").iterdir()}
+    assert after == before and f.state.applied_version == good
+    assert bad in (f.state.last_error or "")
+
+
+def test_keeps_the_last_three_releases(s3_store: S3BundleStore, tmp_path: Path) -> None:
+    """Older releases and their cached objects are removed."""
+    f = fetcher(s3_store, tmp_path)
+    versions = []
+    for minute in range(1, 6):
+        versions.append(publish(s3_store, minute, bundle(f"backend{minute}")))
+        assert f.poll_once().result == "applied"
+    assert f.release.versions() == versions[-3:]
+    cached = {p.name for p in (tmp_path / "cfg" / "objects").iterdir()}
+    assert sha256_hex(cds({"backend1": 9000})) not in cached
+    assert sha256_hex(cds({"backend5": 9000})) in cached
+
+
+def test_backoff_doubles_on_failures_and_is_capped() -> None:
+    """Poll delays: interval with jitter; doubled per failure up to the cap."""
+    assert next_delay(10, 0.1, 0, 120, 0.5) == 10
+    assert next_delay(10, 0.1, 0, 120, 1.0) == pytest.approx(11)
+    assert next_delay(10, 0.1, 0, 120, 0.0) == pytest.approx(9)
+    assert [next_delay(10, 0, n, 120, 0.5) for n in range(1, 6)] == [20, 40, 80, 120, 120]
+
+
+def test_once_and_status_commands(s3_store: S3BundleStore, tmp_path: Path) -> None:
+    """once exits 0 when the release is in place; status shows it, also as JSON."""
+    runner = CliRunner()
+    args = [
+        "--bucket",
+        BUCKET,
+        "--prefix",
+        "mesh/prod",
+        "--node",
+        NODE,
+        "--config-dir",
+        str(tmp_path / "cfg"),
+    ]
+    missing = runner.invoke(main, ["once", *args])
+    assert missing.exit_code == 1 and "run the configurator first" in missing.output
+    version = publish(s3_store, 1, bundle("blue"))
+    result = runner.invoke(main, ["once", *args])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"applied {version}")
+    again = runner.invoke(main, ["once", *args])
+    assert again.exit_code == 0 and again.stdout.startswith(f"unchanged {version}")
+    status = runner.invoke(main, ["status", "--config-dir", str(tmp_path / "cfg"), "--json"])
+    data = json.loads(status.stdout)
+    assert (data["applied_version"], data["node"], data["bad_versions"]) == (version, NODE, {})
+    human = runner.invoke(main, ["status", "--config-dir", str(tmp_path / "cfg")])
+    assert f"applied version  {version}" in human.stdout
+    nowhere = runner.invoke(main, ["status", "--config-dir", str(tmp_path / "nope")])
+    assert nowhere.exit_code == 1 and "no fetcher state" in nowhere.output
+
+
+def test_usage_errors_name_the_setting(tmp_path: Path) -> None:
+    """Missing node or a malformed one: exit 2 with the variable to set."""
+    runner = CliRunner()
+    no_node = runner.invoke(main, ["once", "--bucket", BUCKET, "--config-dir", str(tmp_path)])
+    assert no_node.exit_code == 2 and "NJ_NODE" in no_node.output
+    bad = runner.invoke(main, ["once", "--bucket", BUCKET, "--node", "../etc"])
+    assert bad.exit_code == 2 and "NJ_NODE" in bad.output

@@ -1,0 +1,254 @@
+"""``nightjar-fetcher run`` with a real Envoy, moto's HTTP server and loopback backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from shared.s3_store import S3BundleStore
+from tests.backends import Backend, backends
+from tests.bundles import later, manifest_for, store_version
+from tests.envoy_files import cds, lds, rejected_lds
+from tests.faults import tamper
+from tests.integration.conftest import free_port, stop_moto
+
+BIN = Path(sys.executable).parent
+NODE = "fish.service.local/gateway"
+BUCKET = "mesh"
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+class Mesh:
+    """The store, the backends, and a running fetcher process."""
+
+    def __init__(self, tmp_path: Path, servers: dict[str, Backend]) -> None:
+        client = boto3.client("s3")
+        client.create_bucket(Bucket=BUCKET)
+        self.store = S3BundleStore(client, BUCKET, "nightjar")
+        self.servers = servers
+        self.config_dir = tmp_path / "cfg"
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.proc: subprocess.Popen[str] | None = None
+        self.minute = 0
+
+    def publish(self, lds_data: bytes, clusters: list[str]) -> str:
+        self.minute += 1
+        ports = {name: self.servers[name].port for name in clusters}
+        files = {NODE: {"lds.yaml": lds_data, "cds.yaml": cds(ports)}}
+        index, ref = store_version(self.store, files, later(self.minute))
+        read = self.store.read_manifest()
+        self.store.swap_manifest(manifest_for(index, ref), read.etag if read else None)
+        return index.version
+
+    def route_all_to(self, name: str) -> str:
+        return self.publish(lds({"/": name}), [name])
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "NJ_BUCKET": BUCKET,
+            "NJ_NODE": NODE,
+            "NJ_CONFIG_DIR": str(self.config_dir),
+            "NJ_LISTENER_PORT": str(self.port),
+            "NJ_ADMIN_PORT": str(self.admin_port),
+            "NJ_LISTENER_ADDRESS": "127.0.0.1",
+            "NJ_POLL_INTERVAL": "0.2",
+            "NJ_BACKOFF_MAX": "1",
+            "NJ_DRAIN_SECONDS": "0.2",
+            "NJ_LOG_FORMAT": "json",
+            "NJ_ENVOY_LOG_LEVEL": "warning",
+        }
+        self.proc = subprocess.Popen(
+            [BIN / "nightjar-fetcher", "run"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # teardown can kill the fetcher and its Envoy together
+        )
+
+    def stop(self) -> tuple[int, str]:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        _, stderr = self.proc.communicate(timeout=30)
+        return self.proc.returncode, stderr
+
+    def get(self, path: str = "/") -> str:
+        url = f"http://127.0.0.1:{self.port}{path}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    def answers(self, name: str) -> bool:
+        try:
+            return self.get() == name
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def state(self) -> dict[str, Any]:
+        path = self.config_dir / "state.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def admin_up(self) -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1)
+            return True
+        except (OSError, urllib.error.URLError):
+            return False
+
+
+@pytest.fixture
+def mesh(moto_endpoint: str, tmp_path: Path) -> Iterator[Mesh]:
+    with backends("blue", "green") as servers:
+        m = Mesh(tmp_path, servers)
+        try:
+            yield m
+        finally:
+            if m.proc and m.proc.poll() is None:
+                os.killpg(m.proc.pid, signal.SIGKILL)
+                m.proc.communicate(timeout=10)
+
+
+class Traffic:
+    """Requests through Envoy in a loop on a thread; counts answers and failures."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        self.mesh = mesh
+        self.answers: list[str] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set() and len(self.answers) < 20000:
+            try:
+                self.answers.append(self.mesh.get())
+            except (OSError, urllib.error.URLError) as err:
+                self.failures.append(str(err))
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def test_traffic_follows_new_versions_without_failed_requests(mesh: Mesh) -> None:
+    """v1 routes to blue; v2 to green: traffic follows within a few polls, no request fails."""
+    mesh.route_all_to("blue")
+    mesh.start()
+    wait_for(lambda: mesh.answers("blue"), what="envoy serving v1")
+    with Traffic(mesh) as traffic:
+        time.sleep(0.5)
+        v2 = mesh.route_all_to("green")
+        started = time.monotonic()
+        wait_for(lambda: traffic.answers[-1:] == ["green"], what="traffic on v2")
+        switched = time.monotonic() - started
+        time.sleep(0.5)
+    assert traffic.failures == []
+    assert set(traffic.answers) == {"blue", "green"}
+    assert switched < 5  # a few 0.2 s poll intervals, generous for a loaded machine
+    assert mesh.state()["applied_version"] == v2
+    code, stderr = mesh.stop()
+    assert code == 0, stderr
+    applied = [json.loads(x) for x in stderr.splitlines() if '"release.applied"' in x]
+    assert applied[-1]["version"] == v2 and applied[-1]["confirm"] == "accepted"
+    assert applied[-1]["changed_files"] == ["cds.yaml", "lds.yaml"]
+    assert not mesh.admin_up(), "envoy must be gone after SIGTERM"
+
+
+def test_a_version_envoy_rejects_is_rolled_back_and_marked_bad(mesh: Mesh) -> None:
+    """Envoy refuses v2's listener: current goes back to v1, traffic unaffected, v2 is bad."""
+    v1 = mesh.route_all_to("blue")
+    mesh.start()
+    wait_for(lambda: mesh.answers("blue"), what="envoy serving v1")
+    with Traffic(mesh) as traffic:
+        v2 = mesh.publish(rejected_lds(), ["blue"])
+        wait_for(lambda: v2 in mesh.state().get("bad_versions", {}), what="v2 marked bad")
+        time.sleep(0.5)
+    assert traffic.failures == [] and set(traffic.answers) == {"blue"}
+    assert os.readlink(mesh.config_dir / "current") == f"releases/{v1}"
+    assert mesh.state()["applied_version"] == v1
+    v3 = mesh.route_all_to("green")  # the next good version still applies
+    wait_for(lambda: mesh.answers("green"), what="v3 after a bad version")
+    assert mesh.state()["applied_version"] == v3
+    assert mesh.stop()[0] == 0
+
+
+def test_tampered_bundle_is_not_applied(mesh: Mesh) -> None:
+    """An object altered after publishing never reaches current; Envoy keeps v1."""
+    v1 = mesh.route_all_to("blue")
+    mesh.start()
+    wait_for(lambda: mesh.answers("blue"), what="envoy serving v1")
+    v2 = mesh.route_all_to("green")
+    digest = mesh.store.get_index(v2).nodes[NODE]["lds.yaml"].sha256
+    tamper(mesh.store.client, BUCKET, f"nightjar/objects/{digest}", b"resources: []\n")
+    wait_for(lambda: v2 in (mesh.state().get("last_error") or ""), what="v2 refused")
+    assert "altered" in mesh.state()["last_error"]
+    assert os.readlink(mesh.config_dir / "current") == f"releases/{v1}"
+    assert mesh.answers("blue")
+    assert mesh.stop()[0] == 0
+
+
+def test_envoy_keeps_serving_without_s3_and_restarts_from_disk(
+    mesh: Mesh, moto_server: ThreadedMotoServer
+) -> None:
+    """S3 stops: Envoy serves on; a fetcher restarted while S3 is down serves the last release."""
+    mesh.route_all_to("blue")
+    mesh.start()
+    wait_for(lambda: mesh.answers("blue"), what="envoy serving v1")
+    stop_moto(moto_server)
+    wait_for(lambda: mesh.state().get("last_poll") == "error", 60, "poll errors recorded")
+    assert mesh.answers("blue")
+    assert mesh.stop()[0] == 0
+    mesh.start()
+    wait_for(lambda: mesh.answers("blue"), what="fast start from disk", timeout=20)
+    code, stderr = mesh.stop()
+    assert code == 0
+    assert '"envoy.fast_start"' in stderr and '"poll.failed"' in stderr
+
+
+def test_a_dead_envoy_is_restarted(mesh: Mesh) -> None:
+    """Envoy killed under the fetcher: it is started again and serves the current release."""
+    mesh.route_all_to("blue")
+    mesh.start()
+    wait_for(lambda: mesh.answers("blue"), what="envoy serving v1")
+    boot = str(mesh.config_dir / "bootstrap.json")
+    (pid,) = [int(p) for p in subprocess.check_output(["pgrep", "-f", boot], text=True).split()]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: mesh.answers("blue"), what="envoy restarted", timeout=20)
+    code, stderr = mesh.stop()
+    assert code == 0 and '"envoy.exited"' in stderr
+
+
+def test_with_no_release_and_no_bundle_envoy_waits(mesh: Mesh) -> None:
+    """No release on disk and nothing published: Envoy starts when the first bundle arrives."""
+    mesh.start()
+    wait_for(lambda: mesh.state().get("last_poll") == "missing", what="first poll")
+    assert not mesh.admin_up()
+    mesh.route_all_to("green")
+    wait_for(lambda: mesh.answers("green"), what="envoy started with the first bundle")
+    assert mesh.stop()[0] == 0
