@@ -110,11 +110,11 @@ def test_identical_node_files_record_the_version_without_a_new_release(
     assert (f.state.applied_version, f.state.release) == (second, first)
 
 
-@pytest.mark.parametrize("fault", ["object", "index", "node", "oversized"])
+@pytest.mark.parametrize("fault", ["object", "index", "node", "oversized", "missing", "hostile"])
 def test_bad_versions_are_not_applied_and_current_stays(
     s3_store: S3BundleStore, tmp_path: Path, fault: str
 ) -> None:
-    """Tampered object or index, missing node, oversized object: nothing in current changes."""
+    """Tampered, missing or oversized object; tampered or hostile index; no node: not applied."""
     good = publish(s3_store, 1, bundle("blue"))
     f = fetcher(s3_store, tmp_path, max_object_bytes=4096)
     f.poll_once()
@@ -136,6 +136,16 @@ def test_bad_versions_are_not_applied_and_current_stays(
             f"mesh/prod/versions/{bad}.json",
             index.model_dump_json().replace("green", "evil").encode(),
         )
+    if fault == "missing":
+        digest = index.nodes[NODE]["cds.yaml"].sha256
+        s3_store.client.delete_object(Bucket=BUCKET, Key=f"mesh/prod/objects/{digest}")
+    if fault == "hostile":  # a consistent manifest + index naming a path outside the release
+        hostile = index.model_dump_json().replace('"lds.yaml"', '"../../lds.yaml"').encode()
+        tamper(s3_store.client, BUCKET, f"mesh/prod/versions/{bad}.json", hostile)
+        read = s3_store.read_manifest()
+        assert read is not None
+        manifest = read.manifest.model_copy(update={"index_sha256": sha256_hex(hostile)})
+        s3_store.swap_manifest(manifest, read.etag)
     step = f.poll_once()
     assert step.result == "error" and step.version == bad
     expected = {
@@ -143,6 +153,8 @@ def test_bad_versions_are_not_applied_and_current_stays(
         "index": "altered",
         "node": "not in version",
         "oversized": "over NJ_MAX_OBJECT_BYTES",
+        "missing": "NoSuchKey",
+        "hostile": "not allowed",
     }[fault]
     assert expected in step.detail
     assert f.release.current() == good
