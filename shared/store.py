@@ -97,6 +97,7 @@ class BundleStore(Protocol):
     def get_object(self, sha256: str) -> bytes: ...
     def put_index(self, index: VersionIndex) -> IndexRef: ...
     def get_index(self, version: str, sha256: str | None = None) -> VersionIndex: ...
+    def read_index_ref(self, version: str) -> tuple[VersionIndex, IndexRef]: ...
     def read_manifest(self) -> ManifestRead | None: ...
     def poll_manifest(self, etag: str | None) -> Poll: ...
     def swap_manifest(self, manifest: Manifest, expected_etag: str | None) -> str: ...
@@ -205,6 +206,17 @@ class KeyedBundleStore(ABC):
         if index.version != version:
             raise InvalidBundleError(f"{key} names version {index.version}", key=key)
         return index
+
+    def read_index_ref(self, version: str) -> tuple[VersionIndex, IndexRef]:
+        """A stored index, validated, with the sha256 a manifest pointing at it must carry."""
+        if not VERSION_ID_RE.match(version):
+            raise InvalidBundleError(f"{version!r} is not a version id")
+        key = index_key_for(version)
+        data = self._read(key)
+        index = _parse(VersionIndex, data, key)
+        if index.version != version:
+            raise InvalidBundleError(f"{key} names version {index.version}", key=key)
+        return index, IndexRef(key, sha256_hex(data))
 
     def list_versions(self) -> list[str]:
         """Every stored version id, oldest first."""

@@ -1,0 +1,169 @@
+"""What the ``nightjar`` operator CLI does to the bundle store, as plain functions.
+
+Reads verify digests like the fetcher does. Writes (rollback, freeze, unfreeze) are conditional
+manifest swaps: if the configurator moved the manifest in between, the operator is told to retry.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from configurator.errors import ConfiguratorError
+from shared import __version__
+from shared.models import Generator, Manifest, VersionIndex, node_kind
+from shared.store import BundleStore, ManifestRead
+
+
+class OperatorError(ConfiguratorError):
+    """An operator request that cannot be done; the message says what to do instead."""
+
+
+def current(store: BundleStore) -> ManifestRead:
+    """The manifest, or OperatorError when nothing was published yet."""
+    read = store.read_manifest()
+    if read is None:
+        raise OperatorError("no manifest yet: nothing was published; run nightjar-configurator")
+    return read
+
+
+def load_index(store: BundleStore, version: str | None) -> VersionIndex:
+    """The index of ``version`` (default: current), verified when it is the current one."""
+    read = current(store)
+    if version is None or version == read.manifest.version:
+        return store.get_index(read.manifest.version, read.manifest.index_sha256)
+    if version not in store.list_versions():
+        raise OperatorError(f"unknown version {version}; 'nightjar versions' lists retained ones")
+    return store.get_index(version)
+
+
+def status(store: BundleStore, now: datetime) -> dict[str, Any]:
+    read = current(store)
+    m = read.manifest
+    index = store.get_index(m.version, m.index_sha256)
+    return {
+        "version": m.version,
+        "created": m.created.isoformat(),
+        "age_seconds": round((now - m.created).total_seconds()),
+        "frozen": m.frozen,
+        "frozen_by": m.frozen_by,
+        "frozen_reason": m.frozen_reason,
+        "frozen_at": m.frozen_at.isoformat() if m.frozen_at else None,
+        "nodes": len(index.nodes),
+        "problems": len(index.summary.problems),
+        "generator": f"{m.generator.name} {m.generator.version} on {m.generator.host}",
+    }
+
+
+def versions(store: BundleStore) -> list[dict[str, Any]]:
+    """Retained versions, newest first, with how many nodes changed from their parent."""
+    read = current(store)
+    indexes = {v: store.get_index(v) for v in store.list_versions()}
+    rows = []
+    for version in sorted(indexes, reverse=True):
+        index = indexes[version]
+        parent = indexes.get(index.parent) if index.parent else None
+        changed = None
+        if parent is not None:
+            names = parent.nodes.keys() | index.nodes.keys()
+            changed = sum(parent.nodes.get(n) != index.nodes.get(n) for n in names)
+        rows.append(
+            {
+                "version": version,
+                "created": index.created.isoformat(),
+                "parent": index.parent,
+                "nodes": len(index.nodes),
+                "changed_nodes": changed if index.parent else len(index.nodes),
+                "current": version == read.manifest.version,
+            }
+        )
+    return rows
+
+
+def nodes(index: VersionIndex) -> list[dict[str, Any]]:
+    return [
+        {
+            "node": node,
+            "kind": node_kind(node),
+            "files": len(files),
+            "bytes": sum(entry.size for entry in files.values()),
+        }
+        for node, files in sorted(index.nodes.items())
+    ]
+
+
+def node_files(store: BundleStore, index: VersionIndex, node: str) -> dict[str, bytes]:
+    """Every file of ``node`` as published (verified)."""
+    files = index.nodes.get(node)
+    if files is None:
+        raise OperatorError(
+            f"unknown node {node!r} in version {index.version}; 'nightjar nodes' lists them"
+        )
+    return {name: store.get_object(entry.sha256) for name, entry in sorted(files.items())}
+
+
+@dataclass
+class FileChange:
+    node: str
+    file: str
+    change: str  # added, removed, changed
+
+
+def diff(
+    store: BundleStore, old: VersionIndex, new: VersionIndex, node: str | None = None
+) -> tuple[list[FileChange], list[str]]:
+    """What changed from ``old`` to ``new`` (optionally one node): changes + unified diff lines."""
+    names = sorted(old.nodes.keys() | new.nodes.keys())
+    if node is not None:
+        if node not in names:
+            raise OperatorError(f"unknown node {node!r} in {old.version} and {new.version}")
+        names = [node]
+    changes: list[FileChange] = []
+    lines: list[str] = []
+    for name in names:
+        a, b = old.nodes.get(name, {}), new.nodes.get(name, {})
+        for file in sorted(a.keys() | b.keys()):
+            if a.get(file) == b.get(file):
+                continue
+            kind = "added" if file not in a else "removed" if file not in b else "changed"
+            changes.append(FileChange(name, file, kind))
+            before = store.get_object(a[file].sha256).decode(errors="replace") if file in a else ""
+            after = store.get_object(b[file].sha256).decode(errors="replace") if file in b else ""
+            lines += difflib.unified_diff(
+                before.splitlines(keepends=True),
+                after.splitlines(keepends=True),
+                f"{old.version}/{name}/{file}",
+                f"{new.version}/{name}/{file}",
+            )
+    return changes, lines
+
+
+def point_manifest(
+    store: BundleStore,
+    version: str,
+    *,
+    frozen: bool,
+    by: str | None,
+    reason: str | None,
+    now: datetime,
+) -> Manifest:
+    """Point the manifest at ``version`` with the given frozen state, conditionally."""
+    read = current(store)
+    if version not in store.list_versions():
+        raise OperatorError(f"unknown version {version}; 'nightjar versions' lists retained ones")
+    index, ref = store.read_index_ref(version)
+    manifest = Manifest(
+        version=version,
+        index_key=ref.key,
+        index_sha256=ref.sha256,
+        created=index.created,
+        frozen=frozen,
+        frozen_by=by if frozen else None,
+        frozen_reason=reason if frozen else None,
+        frozen_at=now.astimezone(UTC) if frozen else None,
+        generator=Generator(name="nightjar", version=__version__, host=by or ""),
+    )
+    store.swap_manifest(manifest, read.etag)
+    return manifest
