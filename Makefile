@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PACKAGES := configurator envoy_fetcher shared
+PACKAGES := configurator envoy_fetcher shared demo
 
 .PHONY: install lint test bench demo clean
 
@@ -22,6 +22,9 @@ lint: install
 
 test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+
+demo: install
+	$(BIN)/python -m demo
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

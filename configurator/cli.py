@@ -19,6 +19,7 @@ from configurator.validate import EnvoyValidator
 from shared import __version__
 from shared.aws import make_s3_client
 from shared.envoy_bin import find_envoy
+from shared.errors import NightjarError
 from shared.logs import configure_logging, get_logger
 from shared.s3_store import S3BundleStore
 
@@ -90,7 +91,10 @@ def _start(flags: dict[str, Any]) -> tuple[ConfiguratorSettings, Configurator]:
     if settings.metrics_port is not None:
         serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
         log.info("metrics.listening", host=settings.metrics_host, port=settings.metrics_port)
-    return settings, build_configurator(settings, metrics)
+    try:
+        return settings, build_configurator(settings, metrics)
+    except NightjarError as err:
+        raise click.ClickException(str(err)) from err
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from configurator.errors import DiscoveryError
+from shared.aws import make_client
 from shared.logs import get_logger
 
 if TYPE_CHECKING:
@@ -106,7 +106,8 @@ def make_cloudmap_client() -> ServiceDiscoveryClient:
     config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5)
     if os.environ.get("AWS_ENDPOINT_URL"):
         config = config.merge(Config(inject_host_prefix=False))
-    return boto3.client("servicediscovery", config=config)
+    client: ServiceDiscoveryClient = make_client("servicediscovery", config)
+    return client
 
 
 class CloudMapDiscovery:

@@ -1,8 +1,9 @@
 """Mesh: validated namespaces -> one template context per node.
 
 A sidecar per service-color gets every public and private route of its namespace; the gateway of
-a namespace gets the public routes only. A path declared by several colors becomes one route with
-weighted clusters; routes are ordered longest prefix first, catch-all last.
+a namespace routes the public ones and answers 404 for the private ones. A path declared by
+several colors becomes one route with weighted clusters; routes are ordered longest prefix
+first, catch-all last.
 
 Every string in a context is a JSON scalar (``"\"/tuna\""``): templates insert it with triple
 braces and whatever the string holds, it stays one YAML scalar. Numbers and flags are plain.
@@ -81,12 +82,13 @@ def _route_order(route: _Route) -> tuple[int, int, str]:
     return (0, -len(route.path), route.path)
 
 
-def _route_context(route: _Route) -> dict[str, Any]:
-    live = [(name, weight) for name, weight in route.weights if weight > 0]
+def _route_context(route: _Route, blocked: bool = False) -> dict[str, Any]:
+    live = [] if blocked else [(name, weight) for name, weight in route.weights if weight > 0]
     return {
         "route_path": q("/" if route.path == CATCH_ALL else route.path),
         "is_catch_all": route.path == CATCH_ALL,
         "is_private": route.private,
+        "is_blocked": blocked,
         "has_clusters": bool(live),
         "has_many_clusters": len(live) > 1,
         "total_cluster_weight": sum(weight for _, weight in live),
@@ -110,7 +112,9 @@ def _node_context(
     node_id: str, ns: NamespaceModel, routes: list[_Route], gateway: bool
 ) -> dict[str, Any]:
     name = "gateway" if gateway else "egress"
-    visible = [_route_context(r) for r in routes if not (gateway and r.private)]
+    # A gateway must not serve private paths even when a shorter public prefix covers them
+    # (?/tuna/admin under /tuna): they stay in their place in the order, answering 404.
+    visible = [_route_context(r, blocked=gateway and r.private) for r in routes]
     clusters = [_cluster_context(sc) for sc in ns.service_colors]
     return {
         "node_id": q(node_id),

@@ -60,7 +60,11 @@ class Ctx:
             settings = self.settings()
             if not settings.bucket:
                 raise click.UsageError("no bucket: set NJ_BUCKET or pass --bucket")
-            self._store = S3BundleStore(make_s3_client(), settings.bucket, settings.prefix)
+            try:
+                client = make_s3_client()
+            except NightjarError as err:
+                raise click.ClickException(str(err)) from err
+            self._store = S3BundleStore(client, settings.bucket, settings.prefix)
         return self._store
 
 

@@ -19,6 +19,7 @@ from envoy_fetcher.state import load_state
 from shared import __version__
 from shared.aws import make_s3_client
 from shared.envoy_bin import find_envoy
+from shared.errors import NightjarError
 from shared.logs import configure_logging, get_logger
 from shared.s3_store import S3BundleStore
 
@@ -65,8 +66,11 @@ def load_settings(**flags: Any) -> FetcherSettings:
 
 
 def _fetcher(settings: FetcherSettings, envoy: EnvoyProcess | None) -> Fetcher:
-    store = S3BundleStore(make_s3_client(max_attempts=2), settings.bucket, settings.prefix)
-    return Fetcher(settings, store, envoy)
+    try:
+        client = make_s3_client(max_attempts=2)
+    except NightjarError as err:
+        raise click.ClickException(str(err)) from err
+    return Fetcher(settings, S3BundleStore(client, settings.bucket, settings.prefix), envoy)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError
+
+from shared.errors import NightjarError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+class AwsSetupError(NightjarError):
+    """A client could not be built from the environment (no region, bad endpoint...)."""
+
+
+def make_client(service: str, config: Config) -> Any:
+    """A boto3 client from the environment.
+
+    botocore reads ``AWS_DEFAULT_REGION``; ECS and most tooling set ``AWS_REGION``, so that is
+    honoured first. ``AWS_ENDPOINT_URL`` and the credentials chain work as usual.
+    """
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+    factory: Any = boto3.client  # typed per literal service name; ours is a parameter
+    try:
+        return factory(service, region_name=region, config=config)
+    except BotoCoreError as err:
+        raise AwsSetupError(
+            f"cannot create the {service} client: {err} (set AWS_REGION; see the README)"
+        ) from err
 
 
 def make_s3_client(max_attempts: int = 5) -> S3Client:
@@ -22,4 +46,5 @@ def make_s3_client(max_attempts: int = 5) -> S3Client:
         connect_timeout=5,
         read_timeout=20,
     )
-    return boto3.client("s3", config=config)
+    client: S3Client = make_client("s3", config)
+    return client

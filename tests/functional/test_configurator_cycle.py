@@ -102,11 +102,14 @@ SIDECAR_ROUTES = [
     ("/", "ocean/main"),
 ]
 SIDECAR_ROUTES = [r for r in SIDECAR_ROUTES if r[0] != "/cod"]
-GATEWAY_ROUTES = [r for r in SIDECAR_ROUTES if r[0] not in ("/tuna/admin", "/salmon")]
+# Private paths stay on the gateway only to be refused: /tuna/admin would match /tuna otherwise.
+GATEWAY_ROUTES = [
+    (path, 404 if path in ("/tuna/admin", "/salmon") else target) for path, target in SIDECAR_ROUTES
+]
 
 
 def test_fish_mesh_renders_the_expected_routes_and_clusters(aws: dict[str, Any]) -> None:
-    """Sidecars get every path, the gateway public ones; weights, order, clusters as declared."""
+    """Sidecars route every path, the gateway refuses private ones; weights, order, clusters."""
     configurator = make_configurator(aws)
     report = configurator.run_cycle()
     assert report.outcome == "published", report.error

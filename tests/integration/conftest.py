@@ -27,6 +27,10 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadedMotoServer]
     try:
         yield server
     finally:
+        if server._server_ready_event.is_set():  # noqa: SLF001 (still running)
+            host, port = server.get_host_and_port()
+            reset = f"http://{host}:{port}/moto-api/reset"
+            urllib.request.urlopen(urllib.request.Request(reset, method="POST"))
         stop_moto(server)
 
 

@@ -228,7 +228,8 @@ def test_envoy_keeps_serving_without_s3_and_restarts_from_disk(
     wait_for(lambda: mesh.answers("blue"), what="fast start from disk", timeout=20)
     code, stderr = mesh.stop()
     assert code == 0
-    assert '"envoy.fast_start"' in stderr and '"poll.failed"' in stderr
+    # (no poll.failed check here: SIGTERM may arrive before this fetcher's first poll)
+    assert '"envoy.fast_start"' in stderr
 
 
 def test_a_dead_envoy_is_restarted(mesh: Mesh) -> None:

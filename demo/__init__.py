@@ -1,0 +1,1 @@
+"""``make demo``: the whole system on one machine (moto server, real Envoy, real HTTP)."""
