@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +20,8 @@ from shared.envoy_bin import find_envoy
 from shared.errors import NightjarError
 from shared.logs import configure_logging, get_logger
 from shared.s3_store import S3BundleStore
+from shared.settings import describe_settings_error
+from shared.signals import stop_on_signals
 
 log = get_logger(__name__)
 
@@ -61,9 +61,7 @@ def load_settings(**flags: Any) -> ConfiguratorSettings:
     try:
         settings = ConfiguratorSettings(**given)
     except ValidationError as err:
-        first = err.errors()[0]
-        name = "NJ_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise click.UsageError(f"{name}: {first['msg']}") from err
+        raise click.UsageError(describe_settings_error(err)) from err
     if not settings.bucket:
         raise click.UsageError("no bucket: set NJ_BUCKET or pass --bucket")
     if not settings.namespaces:
@@ -139,14 +137,7 @@ def run(**flags: Any) -> None:
       NJ_NAMESPACES=fish.service.local NJ_BUCKET=my-mesh-bucket nightjar-configurator run
     """
     settings, configurator = _start(flags)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("configurator.stopping", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(log, "configurator.stopping")
     log.info(
         "configurator.started",
         namespaces=settings.namespaces,

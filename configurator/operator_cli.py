@@ -31,6 +31,7 @@ from shared.envoy_bin import find_envoy
 from shared.errors import NightjarError
 from shared.memory_store import MemoryBundleStore
 from shared.s3_store import S3BundleStore
+from shared.settings import describe_settings_error
 from shared.store import BundleStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,9 +52,7 @@ class Ctx:
         try:
             return OperatorSettings(**self.flags)
         except ValidationError as err:
-            first = err.errors()[0]
-            name = "NJ_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-            raise click.UsageError(f"{name}: {first['msg']}") from err
+            raise click.UsageError(describe_settings_error(err)) from err
 
     def store(self) -> BundleStore:
         if self._store is None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,8 @@ from shared.envoy_bin import find_envoy
 from shared.errors import NightjarError
 from shared.logs import configure_logging, get_logger
 from shared.s3_store import S3BundleStore
+from shared.settings import describe_settings_error
+from shared.signals import stop_on_signals
 
 log = get_logger(__name__)
 
@@ -57,9 +57,7 @@ def load_settings(**flags: Any) -> FetcherSettings:
         settings = FetcherSettings(**given)
         check_settings(settings)
     except ValidationError as err:
-        first = err.errors()[0]
-        name = "NJ_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise click.UsageError(f"{name}: {first['msg']}") from err
+        raise click.UsageError(describe_settings_error(err)) from err
     except FetcherError as err:
         raise click.UsageError(str(err)) from err
     return settings
@@ -115,14 +113,7 @@ def run(no_envoy: bool, **flags: Any) -> None:
         command = EnvoyCommand(str(binary), boot, settings.envoy_log_level, settings.envoy_args)
         envoy = EnvoyProcess(command, AdminClient(settings.admin_port))
     fetcher = _fetcher(settings, envoy)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("fetcher.stopping", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(log, "fetcher.stopping")
     log.info(
         "fetcher.started",
         node=settings.node,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.logs import LogFormat
@@ -32,3 +32,10 @@ class NightjarSettings(BaseSettings):
     prefix: str = Field(default="nightjar", description="key prefix inside the bucket")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: LogFormat = Field(default="auto", description="json, human or auto")
+
+
+def describe_settings_error(err: ValidationError) -> str:
+    """The first settings error as ``NJ_<FIELD>: <message>``, the name an operator sets."""
+    first = err.errors()[0]
+    name = "NJ_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+    return f"{name}: {first['msg']}"
