@@ -7,6 +7,7 @@ manifest swaps: if the configurator moved the manifest in between, the operator 
 from __future__ import annotations
 
 import difflib
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -163,7 +164,7 @@ def point_manifest(
         frozen_by=by if frozen else None,
         frozen_reason=reason if frozen else None,
         frozen_at=now.astimezone(UTC) if frozen else None,
-        generator=Generator(name="nightjar", version=__version__, host=by or ""),
+        generator=Generator(name="nightjar", version=__version__, host=socket.gethostname()),
     )
     store.swap_manifest(manifest, read.etag)
     return manifest
