@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PACKAGES := configurator envoy_fetcher shared demo
+PACKAGES := configurator envoy_fetcher shared demo bench
 
 .PHONY: install lint test bench demo clean
 
@@ -22,6 +22,9 @@ lint: install
 
 test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+
+bench: install
+	$(BIN)/python -m bench
 
 demo: install
 	$(BIN)/python -m demo

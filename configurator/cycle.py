@@ -7,18 +7,17 @@ digest, the problems seen last time (only new ones are logged), and the metrics.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from configurator.conventions import read_namespace
 from configurator.discovery import DiscoverySource, RawNamespace
 from configurator.errors import ConfiguratorError, TemplateError
-from configurator.mesh import NodeContext, build_nodes
+from configurator.mesh import PER_NODE_FIELDS, NodeContext, build_nodes, q
 from configurator.metrics import Metrics
 from configurator.publish import Current, publish_version
 from configurator.render import TemplateLibrary, render_node
@@ -33,6 +32,7 @@ from shared.store import BundleStore
 log = get_logger(__name__)
 
 Outcome = Literal["published", "unchanged", "frozen", "failed"]
+PROBE = "nightjar-render-probe-6f1d"  # stands in for per-node values to detect node-independence
 
 
 @dataclass
@@ -97,6 +97,7 @@ class Configurator:
         )
         self._rendered: dict[str, dict[str, bytes]] = {}
         self._last_problems: set[Problem] = set()
+        self._node_dependent: set[str] = set()  # shared keys whose renders use per-node fields
 
     def run_cycle(self) -> CycleReport:
         """One cycle; a lost manifest race redoes it once. Never raises for expected failures."""
@@ -177,12 +178,7 @@ class Configurator:
         rendered: dict[str, dict[str, bytes]],
     ) -> None:
         try:
-            templates = self.templates.for_node(node)
-            key = sha256_hex(
-                (json.dumps(node.context, sort_keys=True) + templates.digest()).encode()
-            )
-            files = rendered.get(key) or self._rendered.get(key) or render_node(templates, node)
-            rendered[key] = files
+            files = self._render(node, rendered)
             verdict = self.validator.validate(files)
             errors = list(verdict.errors)
         except TemplateError as err:
@@ -201,6 +197,31 @@ class Configurator:
         )
         if kept:
             built.nodes[node.node_id] = kept
+
+    def _render(self, node: NodeContext, rendered: dict[str, dict[str, bytes]]) -> dict[str, bytes]:
+        """Render ``node``, reusing any render of the same inputs.
+
+        A render made with sentinel per-node values that contains no sentinel does not depend on
+        the node, so it serves every node with the same shared context and templates.
+        """
+        templates = self.templates.for_node(node)
+        shared_key = sha256_hex(f"{node.shared_digest}:{templates.digest()}".encode())
+        own = [node.context.get(f) for f in PER_NODE_FIELDS]
+        own_key = sha256_hex(f"{shared_key}:{own}".encode())
+        for key in (shared_key, own_key):
+            files = rendered.get(key) or self._rendered.get(key)
+            if files is not None:
+                rendered[key] = files
+                return files
+        if shared_key not in self._node_dependent:
+            probe = {**node.context, **{f: q(PROBE) for f in PER_NODE_FIELDS if f in node.context}}
+            probed = render_node(templates, replace(node, context=probe))
+            if not any(PROBE.encode() in data for data in probed.values()):
+                rendered[shared_key] = probed
+                return probed
+            self._node_dependent.add(shared_key)
+        rendered[own_key] = render_node(templates, node)
+        return rendered[own_key]
 
     def _collect_garbage(self) -> None:
         try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from configurator.conventions import CATCH_ALL, NamespaceModel, ServiceColor
+from shared.digest import sha256_hex
 from shared.models import Problem, gateway_node_id, sidecar_node_id
 
 CONNECT_TIMEOUT = "2s"
@@ -27,15 +28,23 @@ def q(value: str) -> str:
     return json.dumps(value)
 
 
+PER_NODE_FIELDS = ("node_id", "service", "color")
+
+
 @dataclass(frozen=True)
 class NodeContext:
-    """The template context of one node, and where to look for its template overrides."""
+    """The template context of one node, and where to look for its template overrides.
+
+    ``shared_digest`` identifies the context without its ``PER_NODE_FIELDS``: every sidecar of
+    a namespace has the same one, so renders that do not use those fields can be shared.
+    """
 
     node_id: str
     namespace: str
     service: str | None
     color: str | None
     context: dict[str, Any]
+    shared_digest: str = ""
 
     @property
     def is_gateway(self) -> bool:
@@ -134,14 +143,25 @@ def _node_context(
     }
 
 
+def _digest(context: dict[str, Any]) -> str:
+    return sha256_hex(json.dumps(context, sort_keys=True).encode())
+
+
 def build_nodes(ns: NamespaceModel, problems: list[Problem]) -> list[NodeContext]:
-    """Every node of a namespace: its gateway, then one sidecar per service-color."""
+    """Every node of a namespace: its gateway, then one sidecar per service-color.
+
+    The sidecars share one context (same objects) apart from their per-node fields, so building
+    and digesting them costs O(routes + clusters) once, not once per sidecar.
+    """
     routes = merge_routes(ns, problems)
     gw = gateway_node_id(ns.name)
-    nodes = [NodeContext(gw, ns.name, None, None, _node_context(gw, ns, routes, True))]
+    gateway = _node_context(gw, ns, routes, True)
+    nodes = [NodeContext(gw, ns.name, None, None, gateway, _digest(gateway))]
+    shared = _node_context("", ns, routes, False)
+    del shared["node_id"]
+    shared_digest = _digest(shared)
     for sc in ns.service_colors:
         node_id = sidecar_node_id(ns.name, sc.service, sc.color)
-        context = _node_context(node_id, ns, routes, False)
-        context.update(service=q(sc.service), color=q(sc.color))
-        nodes.append(NodeContext(node_id, ns.name, sc.service, sc.color, context))
+        context = {**shared, "node_id": q(node_id), "service": q(sc.service), "color": q(sc.color)}
+        nodes.append(NodeContext(node_id, ns.name, sc.service, sc.color, context, shared_digest))
     return nodes

@@ -158,3 +158,60 @@ def test_unchanged_inputs_are_not_rendered_or_validated_again(
     runs, rendered = cfg.validator.envoy_runs, len(renders)
     assert cfg.run_cycle().outcome == "unchanged"
     assert (cfg.validator.envoy_runs, len(renders)) == (runs, rendered)
+
+
+def many_sidecars(count: int) -> StaticDiscovery:
+    services = tuple(
+        RawService(
+            f"s{n}",
+            f"svc{n}",
+            (
+                RawInstance(
+                    "service-settings", {"SERVICE": f"svc{n}", "COLOR": "blue", f"/p{n}": "1"}
+                ),
+            ),
+        )
+        for n in range(count)
+    )
+    return StaticDiscovery([RawNamespace("ns-1", "fish", services)])
+
+
+def test_sidecars_share_one_render_unless_templates_use_node_fields(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Default templates: one render for all sidecars; a node_id template: correct per node."""
+    import configurator.cycle as cycle_module
+
+    renders: list[str] = []
+    real = cycle_module.render_node
+    monkeypatch.setattr(
+        cycle_module, "render_node", lambda t, n: renders.append(n.node_id) or real(t, n)
+    )
+    store = MemoryBundleStore()
+    cfg = Configurator(
+        namespaces=["fish"],
+        store=store,
+        discovery=many_sidecars(30),
+        templates=TemplateLibrary(tmp_path),
+        validator=validator(),
+    )
+    report = cfg.run_cycle()
+    assert report.outcome == "published" and len(renders) == 2  # gateway + one shared sidecar
+    index = store.get_index(report.version or "")
+    assert (
+        len({files["lds.yaml"].sha256 for n, files in index.nodes.items() if n != "fish/gateway"})
+        == 1
+    )
+
+    (tmp_path / "fish").mkdir()
+    (tmp_path / "fish" / "who.json").write_text('{"node": {{{node_id}}}, "svc": {{{service}}}}')
+    renders.clear()
+    report = cfg.run_cycle()
+    assert report.outcome == "published" and len(renders) == 2 + 1 + 30  # probes, each node
+    index = store.get_index(report.version or "")
+    for n in (0, 29):
+        entry = index.nodes[f"fish/svc{n}/blue"]["who.json"]
+        assert (
+            store.get_object(entry.sha256)
+            == f'{{"node": "fish/svc{n}/blue", "svc": "svc{n}"}}'.encode()
+        )
