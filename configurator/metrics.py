@@ -38,10 +38,6 @@ class Metrics:
         with self._lock:
             self._values[(name, "")] = value
 
-    def get(self, name: str, outcome: str = "") -> float:
-        with self._lock:
-            return self._values.get((name, outcome), 0)
-
     def render(self) -> str:
         """The exposition text, every known metric present (zero until set)."""
         lines = []

@@ -78,12 +78,22 @@ def _check_resources(name: str, doc: Any, type_url: str) -> list[str]:
     return []
 
 
-def compose_bootstrap(files: dict[str, bytes]) -> dict[str, Any]:
-    """A bootstrap whose static_resources hold the node's listeners and clusters."""
-    filled = {n: fill_placeholders(files[n], SAMPLE_TASK_VALUES) for n in RESOURCE_TYPES}
+def fill_sample_values(files: dict[str, bytes]) -> dict[str, bytes]:
+    """The files with per-task placeholders filled by sample values (as a fetcher would)."""
+    filled = dict(files)
+    for name in RESOURCE_TYPES:
+        try:
+            filled[name] = fill_placeholders(files[name], SAMPLE_TASK_VALUES)
+        except (KeyError, UnicodeDecodeError):
+            pass  # missing or not text: parse_files reports it
+    return filled
+
+
+def compose_bootstrap(parsed: dict[str, Any]) -> dict[str, Any]:
+    """A bootstrap whose static_resources hold the parsed, filled listeners and clusters."""
     static: dict[str, Any] = {}
     for name, (section, _) in RESOURCE_TYPES.items():
-        resources = yaml.safe_load(filled[name].decode())["resources"]
+        resources = parsed[name]["resources"]
         static[section] = [{k: v for k, v in r.items() if k != "@type"} for r in resources]
     return {"node": {"id": "nightjar-validate", "cluster": "nightjar"}, "static_resources": static}
 
@@ -106,7 +116,7 @@ class EnvoyValidator:
         return self._verdicts[key]
 
     def _validate(self, files: dict[str, bytes]) -> Verdict:
-        _, errors = parse_files(files)
+        parsed, errors = parse_files(fill_sample_values(files))
         if errors:
             return Verdict(False, tuple(errors))
         if self.envoy is None:
@@ -114,7 +124,7 @@ class EnvoyValidator:
                 log.warning("validate.envoy_missing", detail="no envoy binary; parse checks only")
                 self._said_missing = True
             return Verdict(True)
-        problem = self._run_envoy(compose_bootstrap(files))
+        problem = self._run_envoy(compose_bootstrap(parsed))
         return Verdict(problem is None, (problem,) if problem else (), checked_by_envoy=True)
 
     def _run_envoy(self, bootstrap: dict[str, Any]) -> str | None:

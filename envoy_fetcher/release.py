@@ -117,10 +117,6 @@ class ReleaseDir:
         os.replace(tmp, self.current_link)
         _fsync_dir(self.root)
 
-    def read(self, version: str) -> dict[str, bytes]:
-        """The files of a staged release."""
-        return {p.name: p.read_bytes() for p in sorted((self.releases / version).iterdir())}
-
     def versions(self) -> list[str]:
         """Staged release versions, oldest first."""
         return sorted(p.name for p in self.releases.iterdir() if VERSION_ID_RE.match(p.name))

@@ -19,8 +19,3 @@ def fill_placeholders(data: bytes, values: Mapping[str, str | int]) -> bytes:
     """Replace every known placeholder in ``data`` with its value; KeyError if one is missing."""
     text = data.decode()
     return _PATTERN.sub(lambda m: str(values[m.group(1)]), text).encode()
-
-
-def placeholders_in(data: bytes) -> set[str]:
-    """The placeholder names ``data`` uses."""
-    return set(_PATTERN.findall(data.decode(errors="replace")))

@@ -118,6 +118,20 @@ def _parse(model: type[_M], data: bytes, key: str) -> _M:
         ) from err
 
 
+def _index_key(version: str) -> str:
+    if not VERSION_ID_RE.match(version):
+        raise InvalidBundleError(f"{version!r} is not a version id")
+    return index_key_for(version)
+
+
+def _index_from(version: str, key: str, data: bytes) -> VersionIndex:
+    """Parse an index and check it names the version its key says."""
+    index = _parse(VersionIndex, data, key)
+    if index.version != version:
+        raise InvalidBundleError(f"{key} names version {index.version}", key=key)
+    return index
+
+
 def _batches(keys: Sequence[str], size: int = DELETE_BATCH) -> Iterator[Sequence[str]]:
     for start in range(0, len(keys), size):
         yield keys[start : start + size]
@@ -198,25 +212,15 @@ class KeyedBundleStore(ABC):
 
     def get_index(self, version: str, sha256: str | None = None) -> VersionIndex:
         """Read a version index, verifying its sha256 when given and that it names ``version``."""
-        if not VERSION_ID_RE.match(version):
-            raise InvalidBundleError(f"{version!r} is not a version id")
-        key = index_key_for(version)
+        key = _index_key(version)
         data = self._read(key) if sha256 is None else self._get_verified(key, sha256)
-        index = _parse(VersionIndex, data, key)
-        if index.version != version:
-            raise InvalidBundleError(f"{key} names version {index.version}", key=key)
-        return index
+        return _index_from(version, key, data)
 
     def read_index_ref(self, version: str) -> tuple[VersionIndex, IndexRef]:
         """A stored index, validated, with the sha256 a manifest pointing at it must carry."""
-        if not VERSION_ID_RE.match(version):
-            raise InvalidBundleError(f"{version!r} is not a version id")
-        key = index_key_for(version)
+        key = _index_key(version)
         data = self._read(key)
-        index = _parse(VersionIndex, data, key)
-        if index.version != version:
-            raise InvalidBundleError(f"{key} names version {index.version}", key=key)
-        return index, IndexRef(key, sha256_hex(data))
+        return _index_from(version, key, data), IndexRef(key, sha256_hex(data))
 
     def list_versions(self) -> list[str]:
         """Every stored version id, oldest first."""

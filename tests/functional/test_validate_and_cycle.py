@@ -64,11 +64,16 @@ def mesh(path: str = "/t") -> StaticDiscovery:
     )
 
 
-def configurator(store: MemoryBundleStore, tmp_path: Path, path: str = "/t") -> Configurator:
+def configurator(
+    store: MemoryBundleStore,
+    tmp_path: Path,
+    path: str = "/t",
+    discovery: StaticDiscovery | None = None,
+) -> Configurator:
     return Configurator(
         namespaces=["fish"],
         store=store,
-        discovery=mesh(path),
+        discovery=discovery or mesh(path),
         templates=TemplateLibrary(tmp_path),
         validator=validator(),
     )
@@ -142,17 +147,23 @@ def test_a_conflict_twice_fails_without_publishing(tmp_path: Path) -> None:
     assert read is not None and read.manifest.version == first.version
 
 
-def test_unchanged_inputs_are_not_rendered_or_validated_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The render cache is keyed by context + templates; validation by file digest."""
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Node ids of every render the cycle performs (render_node is wrapped, not replaced)."""
     import configurator.cycle as cycle_module
 
-    renders: list[str] = []
+    seen: list[str] = []
     real = cycle_module.render_node
     monkeypatch.setattr(
-        cycle_module, "render_node", lambda t, n: renders.append(n.node_id) or real(t, n)
+        cycle_module, "render_node", lambda t, n: seen.append(n.node_id) or real(t, n)
     )
+    return seen
+
+
+def test_unchanged_inputs_are_not_rendered_or_validated_again(
+    tmp_path: Path, renders: list[str]
+) -> None:
+    """The render cache is keyed by context + templates; validation by file digest."""
     cfg = configurator(MemoryBundleStore(), tmp_path)
     cfg.run_cycle()
     runs, rendered = cfg.validator.envoy_runs, len(renders)
@@ -177,24 +188,11 @@ def many_sidecars(count: int) -> StaticDiscovery:
 
 
 def test_sidecars_share_one_render_unless_templates_use_node_fields(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, renders: list[str]
 ) -> None:
     """Default templates: one render for all sidecars; a node_id template: correct per node."""
-    import configurator.cycle as cycle_module
-
-    renders: list[str] = []
-    real = cycle_module.render_node
-    monkeypatch.setattr(
-        cycle_module, "render_node", lambda t, n: renders.append(n.node_id) or real(t, n)
-    )
     store = MemoryBundleStore()
-    cfg = Configurator(
-        namespaces=["fish"],
-        store=store,
-        discovery=many_sidecars(30),
-        templates=TemplateLibrary(tmp_path),
-        validator=validator(),
-    )
+    cfg = configurator(store, tmp_path, discovery=many_sidecars(30))
     report = cfg.run_cycle()
     assert report.outcome == "published" and len(renders) == 2  # gateway + one shared sidecar
     index = store.get_index(report.version or "")
