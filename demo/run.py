@@ -28,8 +28,15 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from demo.backends import Backend
-from demo.cloudmap import FISH, CloudMapService, Task, create_namespace, register, update_settings
+from sandbox.backends import Backend
+from sandbox.cloudmap import (
+    FISH,
+    CloudMapService,
+    Task,
+    create_namespace,
+    register,
+    update_settings,
+)
 
 BIN = Path(sys.executable).parent
 BUCKET = "nightjar-demo"

@@ -9,14 +9,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError
 
-from shared.errors import NightjarError
+from shared.errors import AwsSetupError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-
-class AwsSetupError(NightjarError):
-    """A client could not be built from the environment (no region, bad endpoint...)."""
 
 
 def make_client(service: str, config: Config) -> Any:

@@ -7,6 +7,14 @@ class NightjarError(Exception):
     """Base of every error nightjar raises on purpose."""
 
 
+class AwsSetupError(NightjarError):
+    """A client could not be built from the environment (no region, bad endpoint...)."""
+
+
+class SettingsError(NightjarError):
+    """A process cannot start with the settings it was given; the message names the setting."""
+
+
 class StoreError(NightjarError):
     """A bundle-store operation failed.
 
@@ -42,3 +50,7 @@ class DigestMismatchError(StoreError):
 
 class InvalidBundleError(StoreError):
     """Stored JSON (manifest or index) does not parse or breaks the bundle format rules."""
+
+
+class PreconditionFailedError(StoreError):
+    """A store primitive's write condition did not hold (S3 412/409); the swap logic maps it."""

@@ -19,12 +19,18 @@ _FIELDS = "nj_fields"
 class EventLogger:
     """A thin wrapper that turns keyword arguments into structured fields."""
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(self, logger: logging.Logger, bound: dict[str, Any] | None = None) -> None:
         self._logger = logger
+        self._bound = dict(bound or {})
+
+    def bind(self, **fields: Any) -> EventLogger:
+        """A logger that adds ``fields`` (e.g. ``node``, ``version``) to every line it writes."""
+        return EventLogger(self._logger, {**self._bound, **fields})
 
     def _log(self, level: int, event: str, fields: dict[str, Any], exc: bool = False) -> None:
         if self._logger.isEnabledFor(level):
-            self._logger.log(level, event, extra={_FIELDS: fields}, exc_info=exc)
+            merged = {**self._bound, **fields}
+            self._logger.log(level, event, extra={_FIELDS: merged}, exc_info=exc)
 
     def debug(self, event: str, **fields: Any) -> None:
         self._log(logging.DEBUG, event, fields)

@@ -10,8 +10,8 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
-from shared.errors import ObjectMissingError
-from shared.store import DELETE_BATCH, KeyedBundleStore, PreconditionFailed, StoredKey
+from shared.errors import ObjectMissingError, PreconditionFailedError
+from shared.store import DELETE_BATCH, KeyedBundleStore, StoredKey
 
 
 def _utcnow() -> datetime:
@@ -49,12 +49,12 @@ class MemoryBundleStore(KeyedBundleStore):
         self._count("put")
         current = self.blobs.get(key)
         if if_absent and current is not None:
-            raise PreconditionFailed("If-None-Match")
+            raise PreconditionFailedError("If-None-Match")
         if if_match is not None:
             if current is None:
                 raise ObjectMissingError(f"{key} does not exist", key=key, code="NoSuchKey")
             if current[1] != if_match:
-                raise PreconditionFailed("If-Match")
+                raise PreconditionFailedError("If-Match")
         etag = f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
         self.blobs[key] = (bytes(data), etag, self.clock())
         return etag

@@ -8,11 +8,13 @@ path outside a release directory. See docs/bundle-format.md.
 from __future__ import annotations
 
 import re
+import socket
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from shared import __version__
 from shared.digest import SHA256_RE
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -24,6 +26,13 @@ GATEWAY_NODE_RE = re.compile(rf"^({_NAME})/gateway$")
 FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$")
 VERSION_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}$")
 GATEWAY = "gateway"
+NAME_RULE = "[A-Za-z0-9._-], starting with a letter or digit, at most 255 characters"
+
+# The files every node's bundle carries, named once here (the fetcher's bootstrap points Envoy
+# at them; the configurator validates them).
+LDS_FILE = "lds.yaml"
+CDS_FILE = "cds.yaml"
+REQUIRED_FILES = (LDS_FILE, CDS_FILE)
 
 
 def _check(pattern: re.Pattern[str], what: str, rule: str) -> AfterValidator:
@@ -40,7 +49,7 @@ def _check_node_id(value: str) -> str:
         return value
     raise ValueError(
         f"node id {value!r} is not allowed: expected <namespace>/<service>/<color> "
-        "or <namespace>/gateway, each part [A-Za-z0-9._-] starting with a letter or digit"
+        f"or <namespace>/gateway, each part {NAME_RULE}"
     )
 
 
@@ -117,6 +126,11 @@ class Generator(_Wire):
     version: str
     host: str = ""
 
+    @classmethod
+    def here(cls, name: str) -> Generator:
+        """``name`` at this release of nightjar, running on this host."""
+        return cls(name=name, version=__version__, host=socket.gethostname())
+
 
 class Manifest(_Wire):
     """The pointer to the current version; replaced only by a conditional write."""
@@ -138,6 +152,11 @@ class Manifest(_Wire):
         if self.index_key != expected:
             raise ValueError(f"index_key {self.index_key!r} must be {expected!r}")
         return self
+
+
+def changed_nodes(old: dict[str, NodeFiles], new: dict[str, NodeFiles]) -> list[str]:
+    """Node ids added, removed or with different files from ``old`` to ``new``."""
+    return sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
 
 
 def index_key_for(version: str) -> str:

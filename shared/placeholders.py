@@ -11,8 +11,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-PLACEHOLDERS = ("NJ_LISTENER_ADDRESS", "NJ_LISTENER_PORT", "NJ_ADMIN_PORT")
+LISTENER_ADDRESS = "NJ_LISTENER_ADDRESS"
+LISTENER_PORT = "NJ_LISTENER_PORT"
+ADMIN_PORT = "NJ_ADMIN_PORT"
+PLACEHOLDERS = (LISTENER_ADDRESS, LISTENER_PORT, ADMIN_PORT)
 _PATTERN = re.compile(r"\$\{(" + "|".join(PLACEHOLDERS) + r")\}")
+
+
+def task_values(listener_address: str, listener_port: int, admin_port: int) -> dict[str, str | int]:
+    """The value of every placeholder for one task."""
+    return {
+        LISTENER_ADDRESS: listener_address,
+        LISTENER_PORT: listener_port,
+        ADMIN_PORT: admin_port,
+    }
 
 
 def fill_placeholders(data: bytes, values: Mapping[str, str | int]) -> bytes:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.errors import ObjectMissingError, StoreError
-from shared.store import KeyedBundleStore, PreconditionFailed, StoredKey
+from shared.errors import ObjectMissingError, PreconditionFailedError, StoreError
+from shared.store import KeyedBundleStore, StoredKey
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -88,7 +88,13 @@ class S3BundleStore(KeyedBundleStore):
         except ClientError as err:
             wrapped = self._error(err, "PutObject", key)
             if wrapped.code in _PRECONDITION:
-                raise PreconditionFailed(wrapped.code) from err
+                raise PreconditionFailedError(
+                    str(wrapped),
+                    operation="PutObject",
+                    bucket=self.bucket,
+                    key=wrapped.key,
+                    code=wrapped.code,
+                ) from err
             raise wrapped from err
         except BotoCoreError as err:
             raise self._error(err, "PutObject", key) from err

@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.errors import SettingsError
 from shared.logs import LogFormat
 
 CommaList = Annotated[list[str], NoDecode]
@@ -32,6 +33,11 @@ class NightjarSettings(BaseSettings):
     prefix: str = Field(default="nightjar", description="key prefix inside the bucket")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: LogFormat = Field(default="auto", description="json, human or auto")
+
+    def require_bucket(self) -> None:
+        """SettingsError unless a bucket is set (every process that reads the store needs one)."""
+        if not self.bucket:
+            raise SettingsError("no bucket: set NJ_BUCKET or pass --bucket")
 
 
 def describe_settings_error(err: ValidationError) -> str:

@@ -8,7 +8,6 @@ Key layout and JSON fields: docs/bundle-format.md.
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,11 +22,11 @@ from shared.errors import (
     InvalidBundleError,
     ManifestConflictError,
     ObjectMissingError,
+    PreconditionFailedError,
     VersionExistsError,
 )
 from shared.models import VERSION_ID_RE, Manifest, VersionIndex, index_key_for, version_created
 
-log = logging.getLogger(__name__)
 _M = TypeVar("_M", bound=BaseModel)
 
 MANIFEST_KEY = "manifest.json"
@@ -84,10 +83,6 @@ class StoredKey:
 
     key: str
     last_modified: datetime
-
-
-class PreconditionFailed(Exception):
-    """Raised by a primitive ``_put`` when its condition does not hold (S3 412/409)."""
 
 
 class BundleStore(Protocol):
@@ -155,7 +150,7 @@ class KeyedBundleStore(ABC):
     def _put(
         self, key: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False
     ) -> str:
-        """Store ``data`` and return its ETag; raise PreconditionFailed if a condition fails."""
+        """Store ``data``, return its ETag; PreconditionFailedError when a condition fails."""
 
     @abstractmethod
     def _list(self, under: str) -> Iterator[StoredKey]: ...
@@ -204,7 +199,7 @@ class KeyedBundleStore(ABC):
         data = index.model_dump_json(indent=1).encode()
         try:
             self._put(key, data, if_absent=True)
-        except PreconditionFailed as err:
+        except PreconditionFailedError as err:
             raise VersionExistsError(
                 f"version {index.version} already exists; indexes are immutable", key=key
             ) from err
@@ -257,7 +252,7 @@ class KeyedBundleStore(ABC):
             if expected_etag is None:
                 return self._put(MANIFEST_KEY, data, if_absent=True)
             return self._put(MANIFEST_KEY, data, if_match=expected_etag)
-        except (PreconditionFailed, ObjectMissingError) as err:
+        except (PreconditionFailedError, ObjectMissingError) as err:
             raise ManifestConflictError(
                 f"manifest changed since it was read (expected ETag {expected_etag}); "
                 "re-read it and try again",

@@ -1,5 +1,5 @@
-"""Loopback HTTP backends; they live in demo.backends (shared with make demo)."""
+"""Loopback HTTP backends; they live in sandbox.backends (shared with make demo)."""
 
-from demo.backends import Backend, backends
+from sandbox.backends import Backend, backends
 
 __all__ = ["Backend", "backends"]

@@ -1,8 +1,8 @@
-"""The test meshes; registration helpers live in demo.cloudmap (shared with make demo)."""
+"""The test meshes; registration helpers live in sandbox.cloudmap (shared with make demo)."""
 
 from __future__ import annotations
 
-from demo.cloudmap import (
+from sandbox.cloudmap import (
     FISH,
     CloudMapService,
     Task,

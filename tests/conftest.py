@@ -17,6 +17,15 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 BUCKET = "nightjar-test"
+LAYERS = ("unit", "functional", "integration")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its layer, taken from its directory (``-m integration`` and so on)."""
+    for item in items:
+        layer = next((p for p in item.path.parts if p in LAYERS), None)
+        if layer is not None:
+            item.add_marker(getattr(pytest.mark, layer))
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,6 @@ from collections.abc import Iterator
 import pytest
 from moto.server import ThreadedMotoServer
 
-pytestmark = pytest.mark.integration
-
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -17,17 +16,9 @@ from configurator.discovery import make_cloudmap_client
 from shared.s3_store import S3BundleStore
 from tests.cloudmap import FISH, create_namespace, fish_mesh, register
 from tests.integration.conftest import free_port
+from tests.waiting import wait_for
 
 BIN = Path(sys.executable).parent
-
-
-def wait_for(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def test_run_publishes_serves_metrics_and_stops_on_sigterm(moto_endpoint: str) -> None:

@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +25,11 @@ from tests.bundles import later, manifest_for, store_version
 from tests.envoy_files import cds, lds, rejected_lds
 from tests.faults import tamper
 from tests.integration.conftest import free_port, stop_moto
+from tests.waiting import wait_for
 
 BIN = Path(sys.executable).parent
 NODE = "fish.service.local/gateway"
 BUCKET = "mesh"
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or predicate}")
 
 
 class Mesh:

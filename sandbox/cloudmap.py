@@ -1,4 +1,4 @@
-"""Register a mesh in Cloud Map the way ECS and CloudFormation would (demo and tests)."""
+"""Register a mesh in Cloud Map the way ECS and CloudFormation would, for make demo and tests."""
 
 from __future__ import annotations
 

@@ -1,0 +1,44 @@
+"""How every nightjar command line turns expected failures into exits (one sentence, no trace).
+
+``NightjarError`` -> exit 1 with its message; a settings problem (``SettingsError`` or a pydantic
+``ValidationError`` from a settings class) -> usage error, exit 2, naming the ``NJ_`` variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from shared.errors import NightjarError, SettingsError
+from shared.settings import NightjarSettings, describe_settings_error
+
+F = TypeVar("F", bound=Callable[..., Any])
+S = TypeVar("S", bound=NightjarSettings)
+
+
+def expected_errors(fn: F) -> F:
+    """Run ``fn``; a nightjar error becomes a click error (exit 2 for settings, else 1)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SettingsError as err:
+            raise click.UsageError(str(err)) from err
+        except NightjarError as err:
+            raise click.ClickException(str(err)) from err
+
+    return wrapper  # type: ignore[return-value]
+
+
+def build_settings(cls: type[S], flags: dict[str, Any]) -> S:
+    """``cls`` from the environment with the given flags on top (unset flags are skipped)."""
+    given = {k: v for k, v in flags.items() if v is not None and v != ()}
+    try:
+        return cls(**given)
+    except ValidationError as err:
+        raise SettingsError(describe_settings_error(err)) from err
