@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from envoy_fetcher.cli import main
-from envoy_fetcher.envoy import Proxy
+from envoy_fetcher.envoy import Proxy, bootstrap, write_bootstrap
 from envoy_fetcher.errors import ReleaseError
 from envoy_fetcher.poll import Fetcher
 from envoy_fetcher.release import ReleaseDir
@@ -278,6 +278,26 @@ def test_rejected_bundles_are_logged_with_node_and_version(
     assert fetcher(store, tmp_path).poll_once().result == "error"
     (rejected,) = events(caplog, "release.rejected")
     assert (rejected["node"], rejected["version"]) == (NODE, version)
+
+
+def test_an_unreachable_store_is_a_poll_error_recorded_once(
+    s3_store: S3BundleStore, tmp_path: Path
+) -> None:
+    """A failing manifest read is an error step with the reason in state.json."""
+    s3_store.client.delete_bucket(Bucket=BUCKET)
+    f = fetcher(s3_store, tmp_path)
+    step = f.poll_once()
+    assert step.result == "error" and f.state.last_poll == "error"
+    assert (f.state.last_error or "").startswith("poll: ")
+    saved = json.loads((tmp_path / "cfg" / "state.json").read_text())
+    assert saved["last_poll"] == "error"
+
+
+def test_bootstrap_file_is_written_into_the_config_dir(tmp_path: Path) -> None:
+    """bootstrap.json holds the node's bootstrap, written atomically next to current."""
+    path = write_bootstrap(NODE, tmp_path, 9901)
+    assert path == tmp_path / "bootstrap.json"
+    assert json.loads(path.read_text()) == bootstrap(NODE, tmp_path, 9901)
 
 
 def test_release_dir_refuses_bad_names_and_unstaged_swaps(tmp_path: Path) -> None:
