@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from envoy_fetcher.envoy import Proxy
@@ -43,30 +44,19 @@ def next_delay(interval: float, jitter: float, failures: int, cap: float, rand: 
     return max(0.0, base * (1 + jitter * (2 * rand - 1)))
 
 
+@dataclass
 class Runner:
     """Polls until stopped, keeping a proxy (when there is one) running on the current release."""
 
-    def __init__(
-        self,
-        poller: Poller,
-        proxy: Proxy | None,
-        *,
-        interval: float,
-        jitter: float,
-        backoff_max: float,
-        ready_timeout: float,
-        clock: Callable[[], float] = time.monotonic,
-        rand: Callable[[], float] = random.random,
-    ) -> None:
-        self.poller = poller
-        self.proxy = proxy
-        self.interval = interval
-        self.jitter = jitter
-        self.backoff_max = backoff_max
-        self.ready_timeout = ready_timeout
-        self.clock = clock
-        self.rand = rand
-        self._said_waiting = False
+    poller: Poller
+    proxy: Proxy | None
+    interval: float
+    jitter: float
+    backoff_max: float
+    ready_timeout: float
+    clock: Callable[[], float] = time.monotonic
+    rand: Callable[[], float] = random.random
+    _said_waiting: bool = field(default=False, init=False)
 
     def run(self, stop: StopSignal) -> None:
         """Poll until ``stop`` is set."""
