@@ -1,4 +1,9 @@
-"""``nightjar-fetcher``: the sidecar that keeps one node's Envoy files current."""
+"""``nightjar-fetcher``: the sidecar that keeps one node's Envoy files current.
+
+The commands build settings, the store client and the Envoy process, and hand them down:
+``poll.Fetcher`` (one step), ``runner.Runner`` (the loop). Expected failures leave through
+``shared.cli.expected_errors`` (exit 2 for settings, 1 otherwise).
+"""
 
 from __future__ import annotations
 
@@ -7,20 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
-from envoy_fetcher.agent import Fetcher, check_settings
 from envoy_fetcher.envoy import AdminClient, EnvoyCommand, EnvoyProcess, write_bootstrap
-from envoy_fetcher.errors import FetcherError
+from envoy_fetcher.errors import EnvoyError, FetcherError
+from envoy_fetcher.poll import Fetcher
+from envoy_fetcher.runner import Runner
 from envoy_fetcher.settings import FetcherSettings
 from envoy_fetcher.state import load_state
 from shared import __version__
 from shared.aws import make_s3_client
+from shared.cli import build_settings, expected_errors
 from shared.envoy_bin import find_envoy
-from shared.errors import NightjarError
 from shared.logs import configure_logging, get_logger
 from shared.s3_store import S3BundleStore
-from shared.settings import describe_settings_error
 from shared.signals import stop_on_signals
 
 log = get_logger(__name__)
@@ -50,25 +54,41 @@ def _options(fn: Any) -> Any:
     return fn
 
 
-def load_settings(**flags: Any) -> FetcherSettings:
-    """Settings from the environment with the given flags on top; usage errors exit 2."""
-    given = {k: v for k, v in flags.items() if v is not None}
-    try:
-        settings = FetcherSettings(**given)
-        check_settings(settings)
-    except ValidationError as err:
-        raise click.UsageError(describe_settings_error(err)) from err
-    except FetcherError as err:
-        raise click.UsageError(str(err)) from err
+def load_settings(flags: dict[str, Any]) -> FetcherSettings:
+    """Settings from the environment with the given flags on top; SettingsError if unusable."""
+    settings = build_settings(FetcherSettings, flags)
+    settings.require_node()
+    settings.require_bucket()
     return settings
 
 
 def _fetcher(settings: FetcherSettings, envoy: EnvoyProcess | None) -> Fetcher:
-    try:
-        client = make_s3_client(max_attempts=2)
-    except NightjarError as err:
-        raise click.ClickException(str(err)) from err
-    return Fetcher(settings, S3BundleStore(client, settings.bucket, settings.prefix), envoy)
+    store = S3BundleStore(make_s3_client(max_attempts=2), settings.bucket, settings.prefix)
+    return Fetcher.from_dir(settings, store, envoy)
+
+
+def _envoy(settings: FetcherSettings) -> EnvoyProcess:
+    """The supervised Envoy for this node, its bootstrap written to the config dir."""
+    binary = find_envoy(settings.envoy_bin)
+    if binary is None:
+        raise EnvoyError(
+            f"envoy binary {settings.envoy_bin!r} not found; set NJ_ENVOY_BIN or use --no-envoy"
+        )
+    settings.config_dir.mkdir(parents=True, exist_ok=True)
+    boot = write_bootstrap(settings.node, settings.config_dir, settings.admin_port)
+    command = EnvoyCommand(str(binary), boot, settings.envoy_log_level, settings.envoy_args)
+    return EnvoyProcess(command, AdminClient(settings.admin_port))
+
+
+def _runner(settings: FetcherSettings, fetcher: Fetcher, envoy: EnvoyProcess | None) -> Runner:
+    return Runner(
+        fetcher,
+        envoy,
+        interval=settings.poll_interval,
+        jitter=settings.poll_jitter,
+        backoff_max=settings.backoff_max,
+        ready_timeout=settings.confirm_seconds,
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,6 +108,7 @@ def main() -> None:
     "--no-envoy", is_flag=True, help="manage files only (Envoy runs in another container)"
 )
 @click.option("--poll-interval", type=float, help="seconds between polls [NJ_POLL_INTERVAL, 10]")
+@expected_errors
 def run(no_envoy: bool, **flags: Any) -> None:
     """Poll, apply new versions, and supervise Envoy until SIGTERM/SIGINT (then exit 0).
 
@@ -99,20 +120,10 @@ def run(no_envoy: bool, **flags: Any) -> None:
       nightjar-fetcher run --bucket my-mesh-bucket --node fish.service.local/tuna/blue \\
           --config-dir /var/run/nightjar --listener-port 15001
     """
-    settings = load_settings(**flags)
+    settings = load_settings(flags)
     configure_logging(settings.log_level, settings.log_format)
-    envoy = None
-    if not no_envoy:
-        settings.config_dir.mkdir(parents=True, exist_ok=True)
-        binary = find_envoy(settings.envoy_bin)
-        if binary is None:
-            raise click.ClickException(
-                f"envoy binary {settings.envoy_bin!r} not found; set NJ_ENVOY_BIN or use --no-envoy"
-            )
-        boot = write_bootstrap(settings.node, settings.config_dir, settings.admin_port)
-        command = EnvoyCommand(str(binary), boot, settings.envoy_log_level, settings.envoy_args)
-        envoy = EnvoyProcess(command, AdminClient(settings.admin_port))
-    fetcher = _fetcher(settings, envoy)
+    envoy = None if no_envoy else _envoy(settings)
+    runner = _runner(settings, _fetcher(settings, envoy), envoy)
     stop = stop_on_signals(log, "fetcher.stopping")
     log.info(
         "fetcher.started",
@@ -122,7 +133,7 @@ def run(no_envoy: bool, **flags: Any) -> None:
         envoy=not no_envoy,
     )
     try:
-        fetcher.run(stop)
+        runner.run(stop)
     finally:
         if envoy is not None:
             envoy.stop(settings.drain_seconds)
@@ -131,6 +142,7 @@ def run(no_envoy: bool, **flags: Any) -> None:
 
 @main.command()
 @_options
+@expected_errors
 def once(**flags: Any) -> None:
     """Poll once and apply the current version without Envoy; exit 0 when it is in place.
 
@@ -139,15 +151,15 @@ def once(**flags: Any) -> None:
       nightjar-fetcher once --bucket my-mesh-bucket --node fish.service.local/gateway \\
           --config-dir ./nightjar-config
     """
-    settings = load_settings(**flags)
+    settings = load_settings(flags)
     configure_logging(settings.log_level, settings.log_format)
     step = _fetcher(settings, None).poll_once()
     if step.result in ("applied", "unchanged"):
         click.echo(f"{step.result} {step.version} in {settings.config_dir / 'current'}")
         return
     if step.result == "missing":
-        raise click.ClickException("no manifest in the bucket yet: run the configurator first")
-    raise click.ClickException(f"version {step.version} not applied: {step.detail}")
+        raise FetcherError("no manifest in the bucket yet: run the configurator first")
+    raise FetcherError(f"version {step.version} not applied: {step.detail}")
 
 
 @main.command()
@@ -158,6 +170,7 @@ def once(**flags: Any) -> None:
     help="the fetcher's config dir",
 )
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@expected_errors
 def status(config_dir: Path, as_json: bool) -> None:
     """Show what the fetcher applied, its last poll and error, and versions marked bad.
 
@@ -166,7 +179,7 @@ def status(config_dir: Path, as_json: bool) -> None:
       nightjar-fetcher status --config-dir /var/run/nightjar --json
     """
     if not (config_dir / "state.json").is_file():
-        raise click.ClickException(f"no fetcher state in {config_dir}; is this the config dir?")
+        raise FetcherError(f"no fetcher state in {config_dir}; is this the config dir?")
     state = load_state(config_dir / "state.json")
     if as_json:
         click.echo(json.dumps(state.model_dump(mode="json"), indent=2))

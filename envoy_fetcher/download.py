@@ -1,15 +1,31 @@
-"""Download: a node's files of one version, verified, fetching only what is not on disk."""
+"""Download: a node's files of one version, verified, fetching only what the cache lacks.
+
+``node_files`` picks (and checks) the node's entries of an index; ``download_release`` turns them
+into a ``Download``: the bytes to stage, with per-task values filled in, and the digests they
+came from.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from envoy_fetcher.cache import ObjectCache
 from envoy_fetcher.errors import BundleRejectedError
-from envoy_fetcher.release import ReleaseDir
 from shared.errors import StoreError
-from shared.models import NodeFiles, VersionIndex
+from shared.models import REQUIRED_FILES, NodeFiles, VersionIndex
 from shared.placeholders import fill_placeholders
 from shared.store import BundleStore
 
-REQUIRED_FILES = ("lds.yaml", "cds.yaml")
+
+@dataclass(frozen=True)
+class Download:
+    """One node's files of one version, ready to stage."""
+
+    version: str
+    files: dict[str, bytes]
+    digests: dict[str, str]
+    downloaded: int
 
 
 def node_files(index: VersionIndex, node: str, max_bytes: int) -> NodeFiles:
@@ -32,33 +48,59 @@ def node_files(index: VersionIndex, node: str, max_bytes: int) -> NodeFiles:
     return files
 
 
+def digests_of(files: NodeFiles) -> dict[str, str]:
+    """File name -> published sha256."""
+    return {name: entry.sha256 for name, entry in files.items()}
+
+
+def download_release(
+    store: BundleStore,
+    cache: ObjectCache,
+    version: str,
+    files: NodeFiles,
+    max_bytes: int,
+    values: Mapping[str, str | int],
+) -> Download:
+    """The node's verified files with per-task values filled in."""
+    raw, downloaded = fetch_files(store, cache, version, files, max_bytes)
+    filled = fill_task_values(raw, values, version)
+    return Download(version, filled, digests_of(files), downloaded)
+
+
 def fetch_files(
-    store: BundleStore, release: ReleaseDir, version: str, files: NodeFiles, max_bytes: int
+    store: BundleStore, cache: ObjectCache, version: str, files: NodeFiles, max_bytes: int
 ) -> tuple[dict[str, bytes], int]:
     """Verified published bytes per file name, and how many objects were downloaded."""
     out: dict[str, bytes] = {}
     downloaded = 0
     for name, entry in sorted(files.items()):
-        data = release.cached_object(entry.sha256)
+        data = cache.get(entry.sha256)
         if data is None:
-            try:
-                data = store.get_object(entry.sha256)
-            except StoreError as err:
-                raise BundleRejectedError(str(err), version=version, key=err.key) from err
-            if len(data) != entry.size or len(data) > max_bytes:
-                raise BundleRejectedError(
-                    f"{name}: {len(data)} bytes, index says {entry.size} (limit {max_bytes})",
-                    version=version,
-                    key=f"objects/{entry.sha256}",
-                )
-            release.cache_object(entry.sha256, data)
+            data = _download(store, version, name, entry.sha256, entry.size, max_bytes)
+            cache.put(entry.sha256, data)
             downloaded += 1
         out[name] = data
     return out, downloaded
 
 
+def _download(
+    store: BundleStore, version: str, name: str, sha256: str, size: int, max_bytes: int
+) -> bytes:
+    try:
+        data = store.get_object(sha256)
+    except StoreError as err:
+        raise BundleRejectedError(str(err), version=version, key=err.key) from err
+    if len(data) != size or len(data) > max_bytes:
+        raise BundleRejectedError(
+            f"{name}: {len(data)} bytes, index says {size} (limit {max_bytes})",
+            version=version,
+            key=f"objects/{sha256}",
+        )
+    return data
+
+
 def fill_task_values(
-    files: dict[str, bytes], values: dict[str, str | int], version: str
+    files: dict[str, bytes], values: Mapping[str, str | int], version: str
 ) -> dict[str, bytes]:
     """Fill per-task placeholders; a file that is not UTF-8 text is refused."""
     filled = {}

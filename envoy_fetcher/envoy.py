@@ -3,6 +3,10 @@
 Envoy reads the node's LDS and CDS from ``current/`` with ``watched_directory`` on the config
 dir: when ``current`` is renamed into place, Envoy reloads both files without a restart. The
 admin API (127.0.0.1 only) tells whether it accepted them (update_success / update_rejected).
+
+The fetcher sees Envoy only as a ``Proxy``; ``EnvoyProcess`` is the real one. Its child process,
+admin API, clock and sleep are injected, so restart backoff, drain and confirmation run in unit
+tests without a binary.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from envoy_fetcher.errors import EnvoyError
 from envoy_fetcher.release import write_atomic
 from shared.logs import get_logger
+from shared.models import CDS_FILE, LDS_FILE
 
 log = get_logger(__name__)
 
@@ -32,6 +37,32 @@ COUNTERS = (
     "cluster_manager.cds.update_success",
     "cluster_manager.cds.update_rejected",
 )
+STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
+BACKOFF_CAP = 30.0  # longest wait between restarts of a dying Envoy
+
+# What Envoy said about a swap; "unconfirmed" when no Envoy was running to ask.
+Verdict = Literal["accepted", "rejected", "timeout", "unconfirmed"]
+
+
+class Proxy(Protocol):
+    """What the fetcher needs from the proxy it feeds: run it and confirm each swap."""
+
+    def started(self) -> bool:
+        """Whether ``start`` ever succeeded (then ``supervise`` keeps it running)."""
+
+    def running(self) -> bool: ...
+
+    def start(self, ready_timeout: float) -> None:
+        """Start and wait (at most ``ready_timeout``) until it is ready; EnvoyError if it can't."""
+
+    def supervise(self) -> None:
+        """Restart the proxy if it exited (with backoff)."""
+
+    def confirm_swap(self, swap: Callable[[], None], timeout: float) -> Verdict:
+        """Run ``swap`` (moving ``current``) and say whether the proxy took the new files."""
+
+    def stop(self, drain_seconds: float) -> int | None:
+        """Drain for ``drain_seconds``, stop, and return the exit code (None: never started)."""
 
 
 def node_cluster(node: str) -> str:
@@ -57,7 +88,7 @@ def bootstrap(node: str, config_dir: Path, admin_port: int) -> dict[str, Any]:
         "admin": {
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}
         },
-        "dynamic_resources": {"lds_config": source("lds.yaml"), "cds_config": source("cds.yaml")},
+        "dynamic_resources": {"lds_config": source(LDS_FILE), "cds_config": source(CDS_FILE)},
     }
 
 
@@ -65,6 +96,14 @@ def write_bootstrap(node: str, config_dir: Path, admin_port: int) -> Path:
     path = config_dir / "bootstrap.json"
     write_atomic(path, json.dumps(bootstrap(node, config_dir, admin_port), indent=1).encode())
     return path
+
+
+class Admin(Protocol):
+    """The parts of Envoy's admin API the fetcher uses."""
+
+    def counters(self) -> dict[str, int]: ...
+    def ready(self) -> bool: ...
+    def drain(self) -> None: ...
 
 
 class AdminClient:
@@ -82,12 +121,7 @@ class AdminClient:
     def counters(self) -> dict[str, int]:
         """The update counters (missing ones are 0)."""
         text = self._request("/stats?filter=^(listener_manager.lds|cluster_manager.cds).update_")
-        values = dict.fromkeys(COUNTERS, 0)
-        for line in text.splitlines():
-            name, _, value = line.partition(": ")
-            if name in values and value.strip().isdigit():
-                values[name] = int(value)
-        return values
+        return parse_counters(text)
 
     def ready(self) -> bool:
         try:
@@ -104,27 +138,42 @@ class AdminClient:
                 log.warning("envoy.drain_failed", path=path, error=str(err))
 
 
-Verdict = Literal["accepted", "rejected", "timeout"]
+def parse_counters(text: str) -> dict[str, int]:
+    """The update counters from ``/stats`` text (``name: value`` lines; missing ones are 0)."""
+    values = dict.fromkeys(COUNTERS, 0)
+    for line in text.splitlines():
+        name, _, value = line.partition(": ")
+        if name in values and value.strip().isdigit():
+            values[name] = int(value)
+    return values
+
+
+def judge(before: dict[str, int], now: dict[str, int]) -> Verdict | None:
+    """Rejected if a rejected counter moved, accepted once both success counters moved."""
+    if any(now[c] > before[c] for c in COUNTERS if c.endswith("rejected")):
+        return "rejected"
+    if all(now[c] > before[c] for c in COUNTERS if c.endswith("success")):
+        return "accepted"
+    return None
 
 
 def await_verdict(
-    admin: AdminClient,
+    admin: Admin,
     before: dict[str, int],
     timeout: float,
+    clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Verdict:
     """Wait until Envoy took both files of a swap (success) or rejected either."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    deadline = clock() + timeout
+    while clock() < deadline:
         try:
-            now = admin.counters()
+            verdict = judge(before, admin.counters())
         except (OSError, urllib.error.URLError):
             sleep(0.1)
             continue
-        if any(now[c] > before[c] for c in COUNTERS if c.endswith("rejected")):
-            return "rejected"
-        if all(now[c] > before[c] for c in COUNTERS if c.endswith("success")):
-            return "accepted"
+        if verdict is not None:
+            return verdict
         sleep(0.05)
     return "timeout"
 
@@ -150,6 +199,17 @@ class EnvoyCommand:
         ]
 
 
+class Child(Protocol):
+    """The parts of a child process (``subprocess.Popen``) supervision uses."""
+
+    @property
+    def pid(self) -> int: ...
+    def poll(self) -> int | None: ...
+    def send_signal(self, sig: int, /) -> None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def kill(self) -> None: ...
+
+
 def _die_with_parent() -> None:
     """In the child: ask Linux to SIGTERM Envoy if the fetcher dies (no orphaned proxies)."""
     try:
@@ -159,45 +219,84 @@ def _die_with_parent() -> None:
         pass  # not Linux/glibc: the container's end still stops Envoy
 
 
+def spawn_child(argv: list[str]) -> Child:
+    """Start ``argv`` as a child that gets SIGTERM when this process dies."""
+    return subprocess.Popen(argv, preexec_fn=_die_with_parent)
+
+
+def restart_delay(restarts: int) -> float:
+    """Seconds before the next restart after ``restarts`` exits: 1 s doubling to 30 s."""
+    return min(BACKOFF_CAP, 2.0 ** min(restarts - 1, 5))
+
+
 class EnvoyProcess:
     """A supervised Envoy child: start, restart with backoff when it dies, drain and stop."""
 
-    def __init__(self, command: EnvoyCommand, admin: AdminClient) -> None:
+    def __init__(
+        self,
+        command: EnvoyCommand,
+        admin: Admin,
+        spawn: Callable[[list[str]], Child] = spawn_child,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.command = command
         self.admin = admin
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.spawn = spawn
+        self.clock = clock
+        self.sleep = sleep
+        self.proc: Child | None = None
         self.restarts = 0
         self._next_start = 0.0
 
-    def start(self) -> None:
-        """Start Envoy; EnvoyError when the binary cannot be executed."""
-        try:
-            self.proc = subprocess.Popen(self.command.argv(), preexec_fn=_die_with_parent)
-        except OSError as err:
-            raise EnvoyError(f"cannot start envoy {self.command.binary!r}: {err}") from err
-        log.info("envoy.started", pid=self.proc.pid, argv=" ".join(self.command.argv()))
+    def started(self) -> bool:
+        return self.proc is not None
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def start(self, ready_timeout: float) -> None:
+        """Start Envoy and wait until its admin API says LIVE; EnvoyError if it cannot run."""
+        self._spawn()
+        self.wait_ready(ready_timeout)
+
+    def _spawn(self) -> None:
+        argv = self.command.argv()
+        try:
+            self.proc = self.spawn(argv)
+        except OSError as err:
+            raise EnvoyError(f"cannot start envoy {self.command.binary!r}: {err}") from err
+        log.info("envoy.started", pid=self.proc.pid, argv=" ".join(argv))
+
     def wait_ready(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.running():
+        deadline = self.clock() + timeout
+        while self.clock() < deadline and self.running():
             if self.admin.ready():
                 return True
-            time.sleep(0.05)
+            self.sleep(0.05)
         return False
 
     def supervise(self) -> None:
         """Restart Envoy if it exited, at most once per backoff step (1 s doubling to 30 s)."""
-        if self.proc is None or self.running() or time.monotonic() < self._next_start:
+        if self.proc is None or self.clock() < self._next_start:
             return
-        code = self.proc.returncode
+        code = self.proc.poll()
+        if code is None:
+            return
         self.restarts += 1
-        delay = min(30.0, 2.0 ** min(self.restarts - 1, 5))
-        self._next_start = time.monotonic() + delay
+        delay = restart_delay(self.restarts)
+        self._next_start = self.clock() + delay
         log.error("envoy.exited", code=code, restarts=self.restarts, next_delay=delay)
-        self.start()
+        self._spawn()
+
+    def confirm_swap(self, swap: Callable[[], None], timeout: float) -> Verdict:
+        """Swap, then read the admin counters until Envoy accepts or rejects (or ``timeout``)."""
+        if not self.running():
+            swap()
+            return "unconfirmed"
+        before = self.admin.counters()
+        swap()
+        return await_verdict(self.admin, before, timeout, self.clock, self.sleep)
 
     def stop(self, drain_seconds: float) -> int | None:
         """Drain gracefully, then SIGTERM (SIGKILL after 10 s). Returns Envoy's exit code."""
@@ -205,11 +304,11 @@ class EnvoyProcess:
             return None
         if self.running() and drain_seconds > 0:
             self.admin.drain()
-            time.sleep(drain_seconds)
+            self.sleep(drain_seconds)
         if self.running():
             self.proc.send_signal(signal.SIGTERM)
         try:
-            code = self.proc.wait(timeout=10)
+            code = self.proc.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             code = self.proc.wait()

@@ -18,5 +18,9 @@ class BundleRejectedError(FetcherError):
         self.key = key
 
 
+class ReleaseError(FetcherError):
+    """A release cannot be staged or swapped (bad version id or file name, release not staged)."""
+
+
 class EnvoyError(FetcherError):
     """Envoy could not be started, reached, or rejected a configuration."""

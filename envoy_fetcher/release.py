@@ -2,12 +2,14 @@
 
 Layout under the config dir::
 
-    objects/<sha256>         verified published bytes (cache: download only what is missing)
-    releases/<version>/      the node's files with per-task values filled in
-    current -> releases/<v>  what Envoy reads; replaced by create-temp-link + rename
-    state.json               what the fetcher applied and saw (``nightjar-fetcher status``)
+    objects/<sha256>             verified published bytes (``ObjectCache``, in cache.py)
+    releases/<version>/          the node's files with per-task values filled in
+    releases/.<version>.digests  ``<file name> <sha256>`` lines: what that release was built from
+    current -> releases/<v>      what Envoy reads; replaced by create-temp-link + rename
+    state.json                   what the fetcher applied and saw (``nightjar-fetcher status``)
 
-Every write is temp file + fsync + rename in the target directory.
+A release directory only ever appears complete, with its digests file already in place. Every
+write is temp file + fsync + rename in the target directory.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from shared.digest import is_sha256, sha256_hex
+from envoy_fetcher.errors import ReleaseError
 from shared.models import FILE_NAME_RE, VERSION_ID_RE
 
 
@@ -43,40 +45,27 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _check_names(version: str, names: list[str]) -> None:
+    if not VERSION_ID_RE.match(version):
+        raise ReleaseError(f"{version!r} is not a version id")
+    for name in names:
+        if not FILE_NAME_RE.match(name):
+            raise ReleaseError(f"{version}: {name!r} is not a plain file name")
+
+
 class ReleaseDir:
-    """The fetcher's files for one node in ``root``."""
+    """One node's releases, their digests and the ``current`` link in ``root``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.releases = root / "releases"
-        self.objects = root / "objects"
         self.current_link = root / "current"
+        self.state_path = root / "state.json"
 
     def ensure(self) -> None:
-        for directory in (self.root, self.releases, self.objects):
-            directory.mkdir(parents=True, exist_ok=True)
+        self.releases.mkdir(parents=True, exist_ok=True)
 
-    # -- object cache -----------------------------------------------------------------------
-    def cached_object(self, sha256: str) -> bytes | None:
-        """Verified cached bytes of ``sha256``; a corrupt cache entry is removed."""
-        path = self.objects / sha256
-        if not is_sha256(sha256) or not path.is_file():
-            return None
-        data = path.read_bytes()
-        if sha256_hex(data) != sha256:
-            path.unlink(missing_ok=True)
-            return None
-        return data
-
-    def cache_object(self, sha256: str, data: bytes) -> None:
-        write_atomic(self.objects / sha256, data)
-
-    def prune_objects(self, keep: set[str]) -> None:
-        for path in self.objects.iterdir():
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
-
-    # -- releases ---------------------------------------------------------------------------
+    # -- reading ----------------------------------------------------------------------------
     def current(self) -> str | None:
         """The version ``current`` points to, or None."""
         try:
@@ -86,17 +75,35 @@ class ReleaseDir:
         name = Path(target).name
         return name if VERSION_ID_RE.match(name) and (self.releases / name).is_dir() else None
 
-    def stage(self, version: str, files: dict[str, bytes]) -> Path:
-        """Write a complete release directory for ``version`` (replacing a stale one)."""
-        if not VERSION_ID_RE.match(version):
-            raise ValueError(f"{version!r} is not a version id")
+    def versions(self) -> list[str]:
+        """Staged release versions, oldest first."""
+        return sorted(p.name for p in self.releases.iterdir() if VERSION_ID_RE.match(p.name))
+
+    def digests(self, version: str | None) -> dict[str, str]:
+        """File name -> published sha256 of a staged release (empty when unknown)."""
+        if version is None:
+            return {}
+        try:
+            lines = self._digests_path(version).read_text().splitlines()
+        except OSError:
+            return {}
+        return dict(line.split(" ", 1) for line in lines if " " in line)
+
+    def referenced(self) -> set[str]:
+        """Every object digest a staged release was built from (what the cache must keep)."""
+        return {d for version in self.versions() for d in self.digests(version).values()}
+
+    # -- writing ----------------------------------------------------------------------------
+    def stage(self, version: str, files: dict[str, bytes], digests: dict[str, str]) -> Path:
+        """Write a complete ``releases/<version>`` (replacing a stale one) and its digests."""
+        _check_names(version, list(files))
         tmp = Path(tempfile.mkdtemp(dir=self.releases, prefix=f".stage-{version}-"))
         try:
             for name, data in files.items():
-                if not FILE_NAME_RE.match(name):
-                    raise ValueError(f"{name!r} is not a plain file name")
                 write_atomic(tmp / name, data)
             _fsync_dir(tmp)
+            lines = "".join(f"{name} {digest}\n" for name, digest in sorted(digests.items()))
+            write_atomic(self._digests_path(version), lines.encode())
             final = self.releases / version
             if final.exists():
                 shutil.rmtree(final)
@@ -110,16 +117,12 @@ class ReleaseDir:
     def swap(self, version: str) -> None:
         """Point ``current`` at ``releases/<version>`` in one rename (Envoy sees the move)."""
         if not (self.releases / version).is_dir():
-            raise FileNotFoundError(f"release {version} is not staged")
+            raise ReleaseError(f"release {version} is not staged")
         tmp = self.root / f".current-{os.getpid()}-{version}"
         tmp.unlink(missing_ok=True)
         os.symlink(Path("releases") / version, tmp)
         os.replace(tmp, self.current_link)
         _fsync_dir(self.root)
-
-    def versions(self) -> list[str]:
-        """Staged release versions, oldest first."""
-        return sorted(p.name for p in self.releases.iterdir() if VERSION_ID_RE.match(p.name))
 
     def prune(self, keep: int, protect: set[str]) -> list[str]:
         """Remove all but the newest ``keep`` releases (never one in ``protect``)."""
@@ -129,4 +132,11 @@ class ReleaseDir:
             shutil.rmtree(self.releases / version, ignore_errors=True)
         for leftover in self.releases.glob(".stage-*"):
             shutil.rmtree(leftover, ignore_errors=True)
+        kept = set(self.versions())
+        for path in self.releases.glob(".*.digests"):
+            if path.name[1 : -len(".digests")] not in kept:
+                path.unlink(missing_ok=True)
         return doomed
+
+    def _digests_path(self, version: str) -> Path:
+        return self.releases / f".{version}.digests"

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from shared.errors import SettingsError
 from shared.models import GATEWAY_NODE_RE, SIDECAR_NODE_RE
+from shared.placeholders import task_values
 from shared.settings import NightjarSettings
 
 
@@ -47,3 +49,14 @@ class FetcherSettings(NightjarSettings):
         if self.listener_address:
             return self.listener_address
         return "0.0.0.0" if GATEWAY_NODE_RE.match(self.node) else "127.0.0.1"
+
+    def require_node(self) -> None:
+        """SettingsError unless a node is set (the fetcher cannot guess which node it serves)."""
+        if not self.node:
+            raise SettingsError(
+                "no node: set NJ_NODE or pass --node (e.g. fish.service.local/gateway)"
+            )
+
+    def task_values(self) -> dict[str, str | int]:
+        """The per-task placeholder values this fetcher fills into every release."""
+        return task_values(self.bind_address(), self.listener_port, self.admin_port)

@@ -55,3 +55,11 @@ class FailingCloudMap:
             error = {"Error": {"Code": self.code, "Message": "Rate exceeded"}}
             raise ClientError(error, "DiscoverInstances")  # type: ignore[arg-type]
         return self._client.discover_instances(**kwargs)
+
+
+def with_unchecked_file(index: Any, node: str, name: str) -> Any:
+    """``index`` with one more file for ``node``, named ``name`` without validation: what a
+    reader that skipped the model's checks would hand the fetcher's staging step."""
+    files = {**index.nodes[node], name: next(iter(index.nodes[node].values()))}
+    fields = {**dict(index), "nodes": {**index.nodes, node: files}}
+    return type(index).model_construct(**fields)

@@ -1,29 +1,39 @@
-"""The fetcher's poll/download/release steps on in-process moto, without Envoy."""
+"""The fetcher's poll/download/release steps on a real directory: in-process moto or the memory
+store for the bundles, a fake proxy (or none) for Envoy."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from envoy_fetcher.agent import Fetcher, next_delay
 from envoy_fetcher.cli import main
+from envoy_fetcher.envoy import Proxy, bootstrap, write_bootstrap
+from envoy_fetcher.errors import ReleaseError
+from envoy_fetcher.poll import Fetcher
+from envoy_fetcher.release import ReleaseDir
 from envoy_fetcher.settings import FetcherSettings
 from shared.digest import sha256_hex
+from shared.memory_store import MemoryBundleStore
+from shared.models import VersionIndex
 from shared.s3_store import S3BundleStore
+from shared.store import BundleStore
 from tests.bundles import later, manifest_for, store_version
 from tests.conftest import BUCKET
 from tests.envoy_files import cds, lds
-from tests.faults import RequestCounter, tamper
+from tests.fakes import FakeProxy
+from tests.faults import RequestCounter, tamper, with_unchecked_file
 
 NODE = "fish.service.local/gateway"
 OTHER = "fish.service.local/tuna/blue"
 
 
-def publish(store: S3BundleStore, minute: int, files: dict[str, dict[str, bytes]]) -> str:
+def publish(store: BundleStore, minute: int, files: dict[str, dict[str, bytes]]) -> str:
     index, ref = store_version(store, files, later(minute))
     read = store.read_manifest()
     store.swap_manifest(manifest_for(index, ref), read.etag if read else None)
@@ -35,7 +45,9 @@ def bundle(backend: str, extra: dict[str, bytes] | None = None) -> dict[str, dic
     return {NODE: files, OTHER: {"lds.yaml": b"other", "cds.yaml": b"other"}}
 
 
-def fetcher(store: S3BundleStore, tmp_path: Path, **overrides: object) -> Fetcher:
+def fetcher(
+    store: BundleStore, tmp_path: Path, proxy: Proxy | None = None, **overrides: object
+) -> Fetcher:
     settings = FetcherSettings(
         node=NODE,
         bucket=BUCKET,
@@ -45,7 +57,7 @@ def fetcher(store: S3BundleStore, tmp_path: Path, **overrides: object) -> Fetche
         listener_address="127.0.0.1",
         **overrides,  # type: ignore[arg-type]
     )
-    return Fetcher(settings, store)
+    return Fetcher.from_dir(settings, store, proxy)
 
 
 def test_applies_a_version_with_task_values_filled(s3_store: S3BundleStore, tmp_path: Path) -> None:
@@ -174,14 +186,129 @@ def test_keeps_the_last_three_releases(s3_store: S3BundleStore, tmp_path: Path) 
     cached = {p.name for p in (tmp_path / "cfg" / "objects").iterdir()}
     assert sha256_hex(cds({"backend1": 9000})) not in cached
     assert sha256_hex(cds({"backend5": 9000})) in cached
+    digests = sorted(p.name for p in (tmp_path / "cfg" / "releases").glob(".*.digests"))
+    assert digests == [f".{v}.digests" for v in versions[-3:]]
 
 
-def test_backoff_doubles_on_failures_and_is_capped() -> None:
-    """Poll delays: interval with jitter; doubled per failure up to the cap."""
-    assert next_delay(10, 0.1, 0, 120, 0.5) == 10
-    assert next_delay(10, 0.1, 0, 120, 1.0) == pytest.approx(11)
-    assert next_delay(10, 0.1, 0, 120, 0.0) == pytest.approx(9)
-    assert [next_delay(10, 0, n, 120, 0.5) for n in range(1, 6)] == [20, 40, 80, 120, 120]
+def events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, Any]]:
+    """The bound fields of every ``name`` log line."""
+    return [getattr(r, "nj_fields", {}) for r in caplog.records if r.getMessage() == name]
+
+
+class HostileIndexStore(MemoryBundleStore):
+    """Serves an index for ``hostile`` versions with a file name staging must refuse."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hostile: set[str] = set()
+
+    def get_index(self, version: str, sha256: str | None = None) -> VersionIndex:
+        index = super().get_index(version, sha256)
+        if version in self.hostile:
+            return with_unchecked_file(index, NODE, ".hidden")  # type: ignore[no-any-return]
+        return index
+
+
+def test_a_swap_envoy_accepts_is_confirmed_and_logged_with_node_and_version(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With a running proxy the swap is confirmed; release.applied carries node and version."""
+    caplog.set_level(logging.INFO)
+    store, proxy = MemoryBundleStore(), FakeProxy(alive=True)
+    version = publish(store, 1, bundle("blue"))
+    assert fetcher(store, tmp_path, proxy).poll_once().result == "applied"
+    (applied,) = events(caplog, "release.applied")
+    assert (applied["node"], applied["version"], applied["confirm"]) == (NODE, version, "accepted")
+    assert applied["changed_files"] == ["cds.yaml", "lds.yaml"] and applied["downloaded"] == 2
+    assert proxy.swaps == 1
+
+
+def test_a_version_envoy_rejects_is_rolled_back_and_never_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rejected: current goes back, the version is marked bad and skipped even after a restart;
+    the next good version applies."""
+    store, proxy = MemoryBundleStore(), FakeProxy(alive=True, verdicts=["accepted", "rejected"])
+    good = publish(store, 1, bundle("blue"))
+    f = fetcher(store, tmp_path, proxy)
+    f.poll_once()
+    bad = publish(store, 2, bundle("green"))
+    step = f.poll_once()
+    assert (step.result, step.version) == ("rejected", bad)
+    assert f.release.current() == good and f.state.applied_version == good
+    assert bad in f.state.bad_versions and "rolled back to" in (f.state.last_error or "")
+    assert (events(caplog, "release.rolled_back")[0]["version"], proxy.swaps) == (bad, 2)
+    assert f.poll_once().result == "not_modified"
+    restarted = fetcher(store, tmp_path, proxy)
+    assert restarted.poll_once().result == "rejected" and proxy.swaps == 2
+    newer = publish(store, 3, bundle("red"))
+    assert (restarted.poll_once().result, restarted.release.current()) == ("applied", newer)
+
+
+def test_a_file_name_staging_refuses_is_an_error_and_the_next_version_applies(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A name that slipped past the index checks stops at staging (ReleaseError): the step is
+    an error, nothing is half-staged, current stays, and polling goes on."""
+    store = HostileIndexStore()
+    good = publish(store, 1, bundle("blue"))
+    f = fetcher(store, tmp_path, FakeProxy(alive=True))
+    f.poll_once()
+    hostile = publish(store, 2, bundle("green"))
+    store.hostile = {hostile}
+    step = f.poll_once()
+    assert (step.result, step.version) == ("error", hostile)
+    assert "not a plain file name" in step.detail
+    (failed,) = events(caplog, "release.failed")
+    assert (failed["node"], failed["version"]) == (NODE, hostile)
+    assert f.release.current() == good and f.release.versions() == [good]
+    assert not list((tmp_path / "cfg" / "releases").glob(".stage-*"))
+    newer = publish(store, 3, bundle("red"))
+    assert (f.poll_once().result, f.release.current()) == ("applied", newer)
+
+
+def test_rejected_bundles_are_logged_with_node_and_version(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """release.rejected names the node, the version and the key at fault."""
+    store = MemoryBundleStore()
+    files = bundle("blue")
+    del files[NODE]
+    version = publish(store, 1, files)
+    assert fetcher(store, tmp_path).poll_once().result == "error"
+    (rejected,) = events(caplog, "release.rejected")
+    assert (rejected["node"], rejected["version"]) == (NODE, version)
+
+
+def test_an_unreachable_store_is_a_poll_error_recorded_once(
+    s3_store: S3BundleStore, tmp_path: Path
+) -> None:
+    """A failing manifest read is an error step with the reason in state.json."""
+    s3_store.client.delete_bucket(Bucket=BUCKET)
+    f = fetcher(s3_store, tmp_path)
+    step = f.poll_once()
+    assert step.result == "error" and f.state.last_poll == "error"
+    assert (f.state.last_error or "").startswith("poll: ")
+    saved = json.loads((tmp_path / "cfg" / "state.json").read_text())
+    assert saved["last_poll"] == "error"
+
+
+def test_bootstrap_file_is_written_into_the_config_dir(tmp_path: Path) -> None:
+    """bootstrap.json holds the node's bootstrap, written atomically next to current."""
+    path = write_bootstrap(NODE, tmp_path, 9901)
+    assert path == tmp_path / "bootstrap.json"
+    assert json.loads(path.read_text()) == bootstrap(NODE, tmp_path, 9901)
+
+
+def test_release_dir_refuses_bad_names_and_unstaged_swaps(tmp_path: Path) -> None:
+    """Staging checks the version id and every file name; swapping needs a staged release."""
+    release = ReleaseDir(tmp_path)
+    release.ensure()
+    with pytest.raises(ReleaseError, match="not a version id"):
+        release.stage("../evil", {"lds.yaml": b""}, {})
+    with pytest.raises(ReleaseError, match="is not staged"):
+        release.swap("20261101T120000000000Z-0123abcd")
+    assert release.current() is None and release.digests(None) == {}
 
 
 def test_once_and_status_commands(s3_store: S3BundleStore, tmp_path: Path) -> None:
@@ -215,9 +342,22 @@ def test_once_and_status_commands(s3_store: S3BundleStore, tmp_path: Path) -> No
 
 
 def test_usage_errors_name_the_setting(tmp_path: Path) -> None:
-    """Missing node or a malformed one: exit 2 with the variable to set."""
+    """Missing node, a malformed one, or no bucket: exit 2 with the variable to set."""
     runner = CliRunner()
     no_node = runner.invoke(main, ["once", "--bucket", BUCKET, "--config-dir", str(tmp_path)])
     assert no_node.exit_code == 2 and "NJ_NODE" in no_node.output
     bad = runner.invoke(main, ["once", "--bucket", BUCKET, "--node", "../etc"])
     assert bad.exit_code == 2 and "NJ_NODE" in bad.output
+    no_bucket = runner.invoke(main, ["run", "--node", NODE, "--config-dir", str(tmp_path)])
+    assert no_bucket.exit_code == 2 and "NJ_BUCKET" in no_bucket.output
+
+
+def test_run_without_an_envoy_binary_says_what_to_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run with NJ_ENVOY_BIN pointing nowhere: exit 1 naming NJ_ENVOY_BIN and --no-envoy."""
+    monkeypatch.setenv("NJ_ENVOY_BIN", str(tmp_path / "no-envoy-here"))
+    args = ["run", "--bucket", BUCKET, "--node", NODE, "--config-dir", str(tmp_path / "cfg")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "NJ_ENVOY_BIN" in result.output and "--no-envoy" in result.output

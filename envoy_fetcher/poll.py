@@ -1,0 +1,204 @@
+"""Poll and apply: one conditional manifest read and, when it changed, one apply attempt.
+
+A new version flows one way: its index -> ``download`` (verified files, task values filled) ->
+``release`` (stage, swap ``current``) -> the ``Proxy`` (confirm the swap, or swap back). This is
+what ``nightjar-fetcher once`` runs; ``runner`` adds the timing and Envoy supervision.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from envoy_fetcher.cache import ObjectCache
+from envoy_fetcher.download import Download, digests_of, download_release, node_files
+from envoy_fetcher.envoy import Proxy, Verdict
+from envoy_fetcher.errors import BundleRejectedError
+from envoy_fetcher.release import ReleaseDir
+from envoy_fetcher.settings import FetcherSettings
+from envoy_fetcher.state import FetcherState, PollResult, load_state, save_state
+from shared.errors import NightjarError
+from shared.logs import EventLogger, get_logger
+from shared.store import BundleStore, ManifestRead
+
+log = get_logger(__name__)
+
+StepResult = Literal["applied", "unchanged", "not_modified", "missing", "rejected", "error"]
+REJECTED = "envoy rejected the listeners or clusters (update_rejected counter)"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Step:
+    """What one poll step did."""
+
+    result: StepResult
+    version: str | None = None
+    detail: str = ""
+
+
+class Fetcher:
+    """Keeps one node's release directory current from the bundle store."""
+
+    def __init__(
+        self,
+        settings: FetcherSettings,
+        store: BundleStore,
+        release: ReleaseDir,
+        cache: ObjectCache,
+        state: FetcherState,
+        proxy: Proxy | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.release = release
+        self.cache = cache
+        self.state = state
+        self.proxy = proxy
+        self.clock = clock
+        self.etag: str | None = None
+        self.log = log.bind(node=settings.node)
+
+    @classmethod
+    def from_dir(
+        cls,
+        settings: FetcherSettings,
+        store: BundleStore,
+        proxy: Proxy | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> Fetcher:
+        """A fetcher on ``settings.config_dir``: creates its directories, loads its state."""
+        release = ReleaseDir(settings.config_dir)
+        cache = ObjectCache(settings.config_dir / "objects")
+        release.ensure()
+        cache.ensure()
+        state = load_state(release.state_path)
+        state.node = settings.node
+        return cls(settings, store, release, cache, state, proxy, clock)
+
+    # -- state ------------------------------------------------------------------------------
+    def serving(self) -> str | None:
+        """The release ``current`` points to (what a proxy started now would serve)."""
+        return self.release.current()
+
+    def note_error(self, message: str) -> None:
+        self.state.last_error, self.state.last_error_at = message, self.clock()
+        self._save()
+
+    def _save(self) -> None:
+        save_state(self.release.state_path, self.state)
+
+    def _note_poll(self, result: PollResult) -> None:
+        if self.state.last_poll != result:  # steady state writes nothing
+            self.state.last_poll, self.state.last_poll_at = result, self.clock()
+            self._save()
+
+    def _record(self, version: str, release: str) -> None:
+        self.state.applied_version, self.state.release = version, release
+        self.state.applied_at = self.clock()
+        self.state.last_error = None
+        self._save()
+
+    # -- one step ---------------------------------------------------------------------------
+    def poll_once(self) -> Step:
+        """One conditional manifest read and, when it changed, one apply attempt."""
+        try:
+            poll = self.store.poll_manifest(self.etag)
+        except NightjarError as err:
+            self.log.warning("poll.failed", error=str(err))
+            self._note_poll("error")
+            self.note_error(f"poll: {err}")
+            return Step("error", detail=str(err))
+        if poll.status == "not_modified":
+            self._note_poll("not_modified")
+            return Step("not_modified", self.state.applied_version)
+        if poll.status == "missing" or poll.read is None:
+            self._note_poll("missing")
+            self.log.info("poll.no_manifest", detail="nothing published yet; waiting")
+            return Step("missing")
+        self._note_poll("changed")
+        step = self._apply(poll.read)
+        if step.result in ("applied", "unchanged", "rejected"):
+            self.etag = poll.read.etag  # a rejected version is not retried
+        return step
+
+    def _apply(self, read: ManifestRead) -> Step:
+        version = read.manifest.version
+        if version in self.state.bad_versions:
+            return Step("rejected", version, self.state.bad_versions[version])
+        if version == self.state.applied_version and self.release.current():
+            return Step("unchanged", version)
+        vlog = self.log.bind(version=version)
+        try:
+            return self._apply_version(read, vlog)
+        except BundleRejectedError as err:
+            vlog.error("release.rejected", key=err.key, error=str(err))
+            self.note_error(f"{version}: {err}")
+            return Step("error", version, str(err))
+        except (NightjarError, OSError) as err:
+            vlog.error("release.failed", error=str(err))
+            self.note_error(f"{version}: {err}")
+            return Step("error", version, str(err))
+
+    def _apply_version(self, read: ManifestRead, vlog: EventLogger) -> Step:
+        started = time.monotonic()
+        manifest = read.manifest
+        s = self.settings
+        index = self.store.get_index(manifest.version, manifest.index_sha256)
+        files = node_files(index, s.node, s.max_object_bytes)
+        current = self.release.current()
+        applied = self.release.digests(current)
+        if current and applied == digests_of(files):
+            self._record(manifest.version, current)
+            return Step("unchanged", manifest.version, "node files identical")
+        download = download_release(
+            self.store, self.cache, manifest.version, files, s.max_object_bytes, s.task_values()
+        )
+        self.release.stage(download.version, download.files, download.digests)
+        verdict = self._swap_and_confirm(download.version, current, vlog)
+        if verdict == "rejected":
+            return Step("rejected", manifest.version, REJECTED)
+        self._record(manifest.version, manifest.version)
+        self._prune()
+        vlog.info(
+            "release.applied",
+            changed_files=_changed(applied, download),
+            downloaded=download.downloaded,
+            confirm=verdict,
+            seconds=round(time.monotonic() - started, 3),
+            seconds_since_created=round((self.clock() - manifest.created).total_seconds(), 3),
+        )
+        return Step("applied", manifest.version)
+
+    def _swap_and_confirm(self, version: str, previous: str | None, vlog: EventLogger) -> Verdict:
+        if self.proxy is None:
+            self.release.swap(version)
+            return "unconfirmed"
+        verdict = self.proxy.confirm_swap(
+            lambda: self.release.swap(version), self.settings.confirm_seconds
+        )
+        if verdict != "rejected":
+            return verdict
+        if previous:
+            self.release.swap(previous)
+        self.state.bad_versions[version] = REJECTED
+        self.note_error(f"{version}: {REJECTED}; rolled back to {previous}")
+        vlog.error("release.rolled_back", restored=previous, reason=REJECTED)
+        return "rejected"
+
+    def _prune(self) -> None:
+        protect = {v for v in (self.release.current(), self.state.release) if v}
+        self.release.prune(self.settings.keep_releases, protect)
+        self.cache.prune(self.release.referenced())
+
+
+def _changed(applied: dict[str, str], download: Download) -> list[str]:
+    """The files whose content differs from the release that was current."""
+    return sorted(n for n, digest in download.digests.items() if applied.get(n) != digest)

@@ -1,0 +1,192 @@
+"""Envoy supervision and swap confirmation, on a fake child, admin API and clock."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from envoy_fetcher.envoy import (
+    EnvoyCommand,
+    EnvoyProcess,
+    await_verdict,
+    bootstrap,
+    parse_counters,
+    restart_delay,
+)
+from envoy_fetcher.errors import EnvoyError
+from shared.models import CDS_FILE, LDS_FILE
+from tests.fakes import FakeAdmin, FakeChild, FakeClock, counters
+
+COMMAND = EnvoyCommand("envoy", Path("/cfg/bootstrap.json"), "warning", "--concurrency 1")
+
+
+class Spawner:
+    """Hands out fake children (or raises ``error``) and remembers every argv."""
+
+    def __init__(self, error: OSError | None = None) -> None:
+        self.error = error
+        self.children: list[FakeChild] = []
+        self.argvs: list[list[str]] = []
+
+    def __call__(self, argv: list[str]) -> FakeChild:
+        self.argvs.append(argv)
+        if self.error is not None:
+            raise self.error
+        self.children.append(FakeChild(pid=100 + len(self.children)))
+        return self.children[-1]
+
+
+def envoy(admin: FakeAdmin | None = None, spawner: Spawner | None = None) -> EnvoyProcess:
+    clock = FakeClock()
+    return EnvoyProcess(
+        COMMAND,
+        admin or FakeAdmin([counters()]),
+        spawner or Spawner(),
+        clock.monotonic,
+        clock.sleep,
+    )
+
+
+def test_bootstrap_follows_the_current_link_for_both_files() -> None:
+    """LDS and CDS are read from current/ with the config dir watched; admin on loopback."""
+    boot = bootstrap("fish.service.local/tuna/blue", Path("/cfg"), 9901)
+    assert boot["node"] == {
+        "id": "fish.service.local/tuna/blue",
+        "cluster": "fish.service.local/tuna",
+    }
+    lds = boot["dynamic_resources"]["lds_config"]["path_config_source"]
+    cds = boot["dynamic_resources"]["cds_config"]["path_config_source"]
+    assert (lds["path"], cds["path"]) == (f"/cfg/current/{LDS_FILE}", f"/cfg/current/{CDS_FILE}")
+    assert lds["watched_directory"] == {"path": "/cfg"}
+    assert boot["admin"]["address"]["socket_address"] == {
+        "address": "127.0.0.1",
+        "port_value": 9901,
+    }
+
+
+def test_command_line_disables_hot_restart_and_appends_extra_args() -> None:
+    """argv: binary, bootstrap, log level, --disable-hot-restart, then the shell words given."""
+    assert COMMAND.argv() == [
+        "envoy",
+        "-c",
+        "/cfg/bootstrap.json",
+        "--log-level",
+        "warning",
+        "--disable-hot-restart",
+        "--concurrency",
+        "1",
+    ]
+
+
+def test_counters_are_parsed_from_stats_text_and_default_to_zero() -> None:
+    """Known counters are read, unknown lines and non-numbers ignored, missing ones are 0."""
+    text = (
+        "listener_manager.lds.update_success: 3\n"
+        "cluster_manager.cds.update_rejected: x\n"
+        "server.live: 1\n"
+    )
+    assert parse_counters(text) == counters(lds_success=3)
+
+
+@pytest.mark.parametrize(
+    ("answers", "expected"),
+    [
+        ([counters(lds_success=1), counters(lds_success=1, cds_success=1)], "accepted"),
+        ([counters(lds_success=1, cds_rejected=1)], "rejected"),
+        ([OSError("refused"), counters(lds_rejected=1)], "rejected"),
+        ([counters(lds_success=1)], "timeout"),
+    ],
+)
+def test_verdict_needs_both_files_accepted_or_either_rejected(
+    answers: list[dict[str, int] | OSError], expected: str
+) -> None:
+    """Accepted once both success counters moved; rejected as soon as one rejected moved;
+    an unreachable admin API is asked again; nothing decisive before the deadline: timeout."""
+    clock = FakeClock()
+    verdict = await_verdict(FakeAdmin(answers), counters(), 2.0, clock.monotonic, clock.sleep)
+    assert verdict == expected
+    assert clock.now <= 2.1
+
+
+def test_start_spawns_envoy_and_waits_until_ready() -> None:
+    """start runs the command and returns once the admin API says ready."""
+    spawner, admin = Spawner(), FakeAdmin([counters()], ready_after=3)
+    proc = envoy(admin, spawner)
+    proc.start(5.0)
+    assert spawner.argvs == [COMMAND.argv()]
+    assert proc.started() and proc.running() and admin.ready_calls == 4
+
+
+def test_a_binary_that_cannot_run_is_an_envoy_error() -> None:
+    """An OSError from exec becomes EnvoyError naming the binary; nothing counts as started."""
+    proc = envoy(spawner=Spawner(OSError("no such file")))
+    with pytest.raises(EnvoyError, match="cannot start envoy 'envoy'"):
+        proc.start(1.0)
+    assert not proc.started()
+
+
+def test_a_dead_envoy_is_restarted_with_doubling_backoff() -> None:
+    """Exits are restarted at once, then not before 1, 2, 4 ... s (capped at 30 s)."""
+    spawner = Spawner()
+    clock = FakeClock()
+    proc = EnvoyProcess(COMMAND, FakeAdmin([counters()]), spawner, clock.monotonic, clock.sleep)
+    proc.start(1.0)
+    proc.supervise()
+    assert len(spawner.children) == 1  # running: nothing to do
+    spawner.children[-1].exit(1)
+    proc.supervise()
+    assert (len(spawner.children), proc.restarts) == (2, 1)
+    spawner.children[-1].exit(1)
+    clock.now += 0.5
+    proc.supervise()
+    assert len(spawner.children) == 2  # still inside the 1 s backoff
+    clock.now += 0.6
+    proc.supervise()
+    assert (len(spawner.children), proc.restarts) == (3, 2)
+    assert [restart_delay(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+
+
+def test_stop_drains_then_terminates_and_returns_the_exit_code() -> None:
+    """A running Envoy is told to drain, given drain_seconds, then SIGTERM."""
+    admin, spawner, clock = FakeAdmin([counters()]), Spawner(), FakeClock()
+    proc = EnvoyProcess(COMMAND, admin, spawner, clock.monotonic, clock.sleep)
+    proc.start(1.0)
+    assert proc.stop(2.5) == -signal.SIGTERM
+    assert admin.drains == 1 and clock.sleeps[-1] == 2.5
+    assert spawner.children[0].signals == [signal.SIGTERM]
+
+
+def test_stop_kills_an_envoy_that_ignores_sigterm() -> None:
+    """No exit within the stop timeout after SIGTERM: SIGKILL; without drain time, no drain."""
+    admin, spawner = FakeAdmin([counters()]), Spawner()
+    proc = envoy(admin, spawner)
+    proc.start(1.0)
+    spawner.children[0].hangs = True
+    assert proc.stop(0) == -9
+    assert spawner.children[0].killed and admin.drains == 0
+
+
+def test_stop_without_a_start_does_nothing() -> None:
+    """A never-started Envoy has no exit code."""
+    assert envoy().stop(1.0) is None
+
+
+def test_swap_without_a_running_envoy_is_unconfirmed() -> None:
+    """Nobody to ask: the swap still happens and the verdict says so."""
+    swaps: list[str] = []
+    assert envoy().confirm_swap(lambda: swaps.append("swapped"), 1.0) == "unconfirmed"
+    assert swaps == ["swapped"]
+
+
+def test_swap_is_judged_against_the_counters_read_before_it() -> None:
+    """Counters are read before the swap; their movement after it is the verdict."""
+    admin = FakeAdmin([counters(lds_success=4, cds_success=4)])
+    proc = envoy(admin)
+    proc.start(1.0)
+
+    def swap() -> None:
+        admin.answers[:] = [counters(lds_success=5, cds_success=5)]
+
+    assert proc.confirm_swap(swap, 1.0) == "accepted"
