@@ -6,7 +6,10 @@ tests (tests/integration/test_envoy_validate.py).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+import pytest
 
 from configurator.cycle import Configurator
 from configurator.discovery import RawInstance, RawNamespace, RawService, StaticDiscovery
@@ -159,3 +162,17 @@ def test_preview_renders_exactly_what_a_cycle_publishes(tmp_path: Path) -> None:
     preview = render_mesh(raw, TemplateLibrary.from_dir(tmp_path), EnvoyValidator(None))
     assert preview.nodes == published and set(published) == {"fish/gateway", "fish/tuna/blue"}
     assert preview.problems == report.problems and len(report.problems) == 1
+
+
+def test_a_failing_node_is_logged_once_with_its_node_bound(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The problem of a node whose files fail carries ``node``; it is not logged again."""
+    (tmp_path / "fish" / "gateway").mkdir(parents=True)
+    (tmp_path / "fish" / "gateway" / "lds.yaml").write_text("resources: [\n")
+    cfg = configurator(MemoryBundleStore(), tmp_path)
+    with caplog.at_level(logging.WARNING, logger="configurator.cycle"):
+        cfg.run_cycle()
+        cfg.run_cycle()
+    fields = [getattr(r, "nj_fields", {}) for r in caplog.records if r.msg == "input.problem"]
+    assert [f.get("node") for f in fields] == ["fish/gateway"]

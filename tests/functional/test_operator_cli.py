@@ -22,7 +22,7 @@ from configurator.render import TemplateLibrary
 from configurator.validate import EnvoyValidator
 from nightjar_cli.cli import main
 from shared.s3_store import S3BundleStore
-from tests.cloudmap import FISH, create_namespace, fish_mesh, register, update_settings
+from tests.cloudmap import FISH, register_fish_mesh, update_settings
 from tests.conftest import BUCKET
 
 
@@ -49,8 +49,7 @@ def published() -> Iterator[Published]:
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         cloudmap = boto3.client("servicediscovery")
-        ns_id = create_namespace(cloudmap)
-        ids = {svc.name: register(cloudmap, ns_id, svc) for svc in fish_mesh()[:5]}
+        _, ids = register_fish_mesh(cloudmap, 5)
         configurator = Configurator(
             namespaces=[FISH],
             store=S3BundleStore(s3, BUCKET, "nightjar"),

@@ -23,8 +23,7 @@ from configurator.validate import EnvoyValidator
 from nightjar_cli.cli import main
 from shared.envoy_bin import find_envoy
 from shared.memory_store import MemoryBundleStore
-from tests.cloudmap import FISH, create_namespace, fish_mesh, register
-from tests.conftest import BUCKET
+from tests.cloudmap import FISH, register_fish_mesh
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_LDS = b"resources: []\n"
@@ -40,14 +39,11 @@ def envoy() -> Path:
 
 @pytest.fixture
 def fish_store() -> Iterator[Configurator]:
-    """A configurator for the fish mesh on in-process moto, validating with the real envoy."""
+    """A configurator for the fish mesh (Cloud Map on in-process moto, memory store) that
+    validates with the real envoy."""
     with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
         cloudmap = boto3.client("servicediscovery")
-        ns_id = create_namespace(cloudmap)
-        for service in fish_mesh():
-            register(cloudmap, ns_id, service)
+        register_fish_mesh(cloudmap)
         yield Configurator(
             namespaces=[FISH],
             store=MemoryBundleStore(),
