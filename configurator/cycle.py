@@ -26,8 +26,6 @@ from shared.store import BundleStore
 
 log = get_logger(__name__)
 
-__all__ = ["Configurator", "CycleReport", "Retention"]
-
 
 @dataclass(frozen=True)
 class Retention:
