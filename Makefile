@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PACKAGES := configurator envoy_fetcher shared sandbox demo bench
+PACKAGES := configurator nightjar_cli envoy_fetcher shared sandbox demo bench
 
 .PHONY: install lint test bench demo clean
 

@@ -52,19 +52,21 @@ def timed(configurator: Configurator) -> tuple[float, str]:
     return time.perf_counter() - started, report.outcome
 
 
-def fresh(services: int) -> Configurator:
-    return Configurator(
+def fresh(services: int) -> tuple[Configurator, EnvoyValidator]:
+    validator = EnvoyValidator(find_envoy())
+    configurator = Configurator(
         namespaces=["bench.local"],
         store=MemoryBundleStore(),
         discovery=mesh(services),
-        templates=TemplateLibrary(),
-        validator=EnvoyValidator(find_envoy()),
+        templates=TemplateLibrary.from_dir(),
+        validator=validator,
     )
+    return configurator, validator
 
 
 def peak_mib(services: int) -> float:
     """Peak Python heap of one cold cycle (traced separately: tracing slows the timed runs)."""
-    cfg = fresh(services)
+    cfg, _ = fresh(services)
     tracemalloc.start()
     cfg.run_cycle()
     peak = tracemalloc.get_traced_memory()[1]
@@ -76,7 +78,7 @@ def measure(services: int) -> dict[str, Any]:
     best: dict[str, float] = {}
     runs = 0
     for attempt in range(REPEATS):
-        cfg = fresh(services)
+        cfg, validator = fresh(services)
         cold, outcome = timed(cfg)
         assert outcome == "published"
         warm, outcome = timed(cfg)
@@ -86,7 +88,7 @@ def measure(services: int) -> dict[str, Any]:
         assert outcome == "published"
         for key, value in (("cold", cold), ("unchanged", warm), ("one_change", change)):
             best[key] = min(best.get(key, value), value)
-        runs = cfg.validator.envoy_runs
+        runs = validator.envoy_runs
     return {
         "service_colors": services,
         "nodes": services + 1,

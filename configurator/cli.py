@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
-from configurator.cycle import Configurator, CycleReport, Retention
+from configurator.cycle import Configurator, Retention
 from configurator.discovery import CloudMapDiscovery, make_cloudmap_client
 from configurator.metrics import Metrics, serve_metrics
 from configurator.render import TemplateLibrary
+from configurator.report import CycleReport
 from configurator.settings import ConfiguratorSettings
 from configurator.validate import EnvoyValidator
 from shared import __version__
 from shared.aws import make_s3_client
+from shared.cli import build_settings, expected_errors
 from shared.envoy_bin import find_envoy
-from shared.errors import NightjarError
 from shared.logs import configure_logging, get_logger
 from shared.s3_store import S3BundleStore
-from shared.settings import describe_settings_error
 from shared.signals import stop_on_signals
 
 log = get_logger(__name__)
@@ -54,18 +52,12 @@ def _options(fn: Any) -> Any:
 
 
 def load_settings(**flags: Any) -> ConfiguratorSettings:
-    """Settings from the environment with the given (non-empty) flags on top."""
-    given = {k: v for k, v in flags.items() if v not in (None, ())}
-    if "namespaces" in given:
-        given["namespaces"] = list(given["namespaces"])
-    try:
-        settings = ConfiguratorSettings(**given)
-    except ValidationError as err:
-        raise click.UsageError(describe_settings_error(err)) from err
-    if not settings.bucket:
-        raise click.UsageError("no bucket: set NJ_BUCKET or pass --bucket")
-    if not settings.namespaces:
-        raise click.UsageError("no namespace: set NJ_NAMESPACES or pass --namespace")
+    """Settings from the environment with the given flags on top; SettingsError if unusable."""
+    if flags.get("namespaces"):
+        flags["namespaces"] = list(flags["namespaces"])
+    settings = build_settings(ConfiguratorSettings, flags)
+    settings.require_bucket()
+    settings.require_namespaces()
     return settings
 
 
@@ -75,9 +67,9 @@ def build_configurator(settings: ConfiguratorSettings, metrics: Metrics) -> Conf
         namespaces=settings.namespaces,
         store=S3BundleStore(make_s3_client(), settings.bucket, settings.prefix),
         discovery=CloudMapDiscovery(make_cloudmap_client()),
-        templates=TemplateLibrary(settings.templates_dir),
+        templates=TemplateLibrary.from_dir(settings.templates_dir),
         validator=EnvoyValidator(find_envoy(settings.envoy_bin)),
-        retention=Retention(settings.keep_versions, timedelta(seconds=settings.grace_seconds)),
+        retention=Retention(settings.keep_versions, settings.grace),
         metrics=metrics,
     )
 
@@ -89,10 +81,7 @@ def _start(flags: dict[str, Any]) -> tuple[ConfiguratorSettings, Configurator]:
     if settings.metrics_port is not None:
         serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
         log.info("metrics.listening", host=settings.metrics_host, port=settings.metrics_port)
-    try:
-        return settings, build_configurator(settings, metrics)
-    except NightjarError as err:
-        raise click.ClickException(str(err)) from err
+    return settings, build_configurator(settings, metrics)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,6 +97,7 @@ def main() -> None:
 
 @main.command()
 @_options
+@expected_errors
 def once(**flags: Any) -> None:
     """Run one cycle and exit: 0 published or unchanged, 3 frozen, 1 failed.
 
@@ -127,6 +117,7 @@ def once(**flags: Any) -> None:
 @main.command()
 @_options
 @click.option("--interval", type=float, help="seconds between cycles [NJ_INTERVAL, default 30]")
+@expected_errors
 def run(**flags: Any) -> None:
     """Run cycles every NJ_INTERVAL seconds until SIGTERM or SIGINT.
 

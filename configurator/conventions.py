@@ -12,9 +12,8 @@ import re
 from dataclasses import dataclass
 
 from configurator.discovery import SETTINGS_INSTANCE, RawNamespace, RawService
-from shared.models import NAME_RE, Problem
+from shared.models import NAME_RE, NAME_RULE, Problem
 
-NAME_FORM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 PATH_FORM = re.compile(r"^/(?:[A-Za-z0-9._~!$&()*+,;=:@/-]|%[0-9A-Fa-f]{2}){0,511}$")
 WEIGHT_FORM = re.compile(r"^[0-9]{1,7}$")
 MAX_WEIGHT = 1_000_000
@@ -112,12 +111,11 @@ def _read_settings(
     names = []
     for key in ("SERVICE", "COLOR"):
         value = attributes.get(key)
-        if value is None or not NAME_FORM.match(value):
+        if value is None or not NAME_RE.match(value):
             shown = "missing" if value is None else repr(value)
             problems.add(
                 f"attribute {key!r}",
-                f"{key} is {shown}; it must match [A-Za-z0-9][A-Za-z0-9._-] (max 63 chars)"
-                " — the service-color is skipped",
+                f"{key} is {shown}; it must be {NAME_RULE} — the service-color is skipped",
             )
             return None
         names.append(value)

@@ -29,26 +29,43 @@ def q(value: str) -> str:
 
 
 PER_NODE_FIELDS = ("node_id", "service", "color")
+"""The only context fields that differ between the sidecars of a namespace.
+
+Each is also an attribute of ``NodeContext``; ``NodeContext.context`` is ``shared`` plus these
+fields (a gateway has no ``service`` or ``color``). Nothing else may vary per node: the render
+cache (``render.RenderCache``) shares renders on that rule.
+"""
 
 
 @dataclass(frozen=True)
 class NodeContext:
     """The template context of one node, and where to look for its template overrides.
 
-    ``shared_digest`` identifies the context without its ``PER_NODE_FIELDS``: every sidecar of
-    a namespace has the same one, so renders that do not use those fields can be shared.
+    ``shared`` is the context without its ``PER_NODE_FIELDS`` and ``shared_digest`` identifies
+    it: every sidecar of a namespace has the same ones (the same dict object, built once).
     """
 
     node_id: str
     namespace: str
     service: str | None
     color: str | None
-    context: dict[str, Any]
-    shared_digest: str = ""
+    shared: dict[str, Any]
+    shared_digest: str
 
     @property
     def is_gateway(self) -> bool:
         return self.service is None
+
+    @property
+    def per_node(self) -> dict[str, Any]:
+        """This node's ``PER_NODE_FIELDS`` as context values (JSON scalars)."""
+        values = ((f, getattr(self, f)) for f in PER_NODE_FIELDS)
+        return {f: q(value) for f, value in values if value is not None}
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """The full template context: the shared fields and this node's own."""
+        return {**self.shared, **self.per_node}
 
 
 @dataclass(frozen=True)
@@ -117,16 +134,13 @@ def _cluster_context(sc: ServiceColor) -> dict[str, Any]:
     }
 
 
-def _node_context(
-    node_id: str, ns: NamespaceModel, routes: list[_Route], gateway: bool
-) -> dict[str, Any]:
+def _shared_context(ns: NamespaceModel, routes: list[_Route], gateway: bool) -> dict[str, Any]:
     name = "gateway" if gateway else "egress"
     # A gateway must not serve private paths even when a shorter public prefix covers them
     # (?/tuna/admin under /tuna): they stay in their place in the order, answering 404.
     visible = [_route_context(r, blocked=gateway and r.private) for r in routes]
     clusters = [_cluster_context(sc) for sc in ns.service_colors]
     return {
-        "node_id": q(node_id),
         "namespace": q(ns.name),
         "is_gateway": gateway,
         "listeners": [
@@ -154,14 +168,19 @@ def build_nodes(ns: NamespaceModel, problems: list[Problem]) -> list[NodeContext
     and digesting them costs O(routes + clusters) once, not once per sidecar.
     """
     routes = merge_routes(ns, problems)
-    gw = gateway_node_id(ns.name)
-    gateway = _node_context(gw, ns, routes, True)
-    nodes = [NodeContext(gw, ns.name, None, None, gateway, _digest(gateway))]
-    shared = _node_context("", ns, routes, False)
-    del shared["node_id"]
+    gateway = _shared_context(ns, routes, True)
+    gw = NodeContext(gateway_node_id(ns.name), ns.name, None, None, gateway, _digest(gateway))
+    shared = _shared_context(ns, routes, False)
     shared_digest = _digest(shared)
-    for sc in ns.service_colors:
-        node_id = sidecar_node_id(ns.name, sc.service, sc.color)
-        context = {**shared, "node_id": q(node_id), "service": q(sc.service), "color": q(sc.color)}
-        nodes.append(NodeContext(node_id, ns.name, sc.service, sc.color, context, shared_digest))
-    return nodes
+    sidecars = [
+        NodeContext(
+            sidecar_node_id(ns.name, sc.service, sc.color),
+            ns.name,
+            sc.service,
+            sc.color,
+            shared,
+            shared_digest,
+        )
+        for sc in ns.service_colors
+    ]
+    return [gw, *sidecars]

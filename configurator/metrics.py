@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from configurator.report import CycleReport
 
 HELP = {
     "nightjar_configurator_cycles_total": ("counter", "Cycles run, by outcome."),
@@ -52,6 +55,20 @@ class Metrics:
                 label = f'{{outcome="{outcome}"}}' if outcome else ""
                 lines.append(f"{name}{label} {value:g}")
         return "\n".join(lines) + "\n"
+
+
+def record_cycle(metrics: Metrics, report: CycleReport) -> None:
+    """Count one cycle: its outcome, duration and Cloud Map calls; problems after good ones."""
+    metrics.inc("nightjar_configurator_cycles_total", outcome=report.outcome)
+    metrics.set("nightjar_configurator_cycle_seconds", report.seconds)
+    metrics.inc("nightjar_configurator_cloudmap_calls_total", report.calls)
+    metrics.set("nightjar_configurator_cloudmap_calls_last_cycle", report.calls)
+    metrics.set("nightjar_configurator_manifest_frozen", 1 if report.outcome == "frozen" else 0)
+    if report.outcome == "published":
+        metrics.inc("nightjar_configurator_published_versions_total")
+    if report.outcome in ("published", "unchanged"):
+        metrics.set("nightjar_configurator_problems", len(report.problems))
+        metrics.set("nightjar_configurator_last_success_timestamp_seconds", time.time())
 
 
 def serve_metrics(metrics: Metrics, host: str, port: int) -> ThreadingHTTPServer:

@@ -19,6 +19,7 @@ from shared.models import (
     Manifest,
     NodeFiles,
     VersionIndex,
+    changed_nodes,
     new_version_id,
 )
 from shared.store import BundleStore, ManifestRead
@@ -40,11 +41,6 @@ class PublishOutcome:
     version: str | None
     changed_nodes: list[str] = field(default_factory=list)
     uploaded: int = 0
-
-
-def changed_nodes(old: dict[str, NodeFiles], new: dict[str, NodeFiles]) -> list[str]:
-    """Node ids added, removed or with different files."""
-    return sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
 
 
 def content_digest(nodes: dict[str, NodeFiles]) -> str:

@@ -4,6 +4,9 @@ Templates come from the defaults shipped with nightjar, overridden per file by a
 directory (``NJ_TEMPLATES_DIR``). For a sidecar the most specific file wins among
 ``<ns>/<service>/<color>/``, ``<ns>/<service>/``, ``<ns>/`` and the defaults; for a gateway among
 ``<ns>/gateway/``, ``<ns>/`` and the defaults. Every template found is rendered and shipped.
+
+``RenderCache`` keeps renders across cycles and shares one render between the sidecars of a
+namespace when their templates do not use the per-node fields (``mesh.PER_NODE_FIELDS``).
 """
 
 from __future__ import annotations
@@ -11,22 +14,24 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import chevron
 
 from configurator.errors import TemplateError
-from configurator.mesh import NodeContext
+from configurator.mesh import NodeContext, q
 from shared.digest import sha256_hex
-from shared.models import FILE_NAME_RE, GATEWAY
+from shared.models import FILE_NAME_RE, GATEWAY, LDS_FILE
 
 MAX_TEMPLATE_BYTES = 1 << 20
+PROBE = "nightjar-render-probe-6f1d"  # stands in for per-node values to detect node-independence
 
 
 def default_templates_dir() -> Path:
     """The templates shipped with nightjar (wheel: package data; checkout: ``templates/``)."""
     here = Path(__file__).resolve().parent
     for candidate in (here / "default_templates", here.parent / "templates"):
-        if (candidate / "lds.yaml").is_file():
+        if (candidate / LDS_FILE).is_file():
             return candidate
     raise TemplateError("default templates not found; reinstall nightjar-mesh")
 
@@ -62,10 +67,17 @@ def _load_dir(directory: Path) -> dict[str, str]:
 class TemplateLibrary:
     """Resolves each node's templates from the defaults and an optional override directory."""
 
-    def __init__(self, override_dir: Path | None = None, defaults: Path | None = None) -> None:
+    def __init__(self, defaults: dict[str, str], override_dir: Path | None = None) -> None:
+        self.defaults = defaults
         self.override_dir = override_dir
-        self.defaults = _load_dir(defaults or default_templates_dir())
         self._cache: dict[Path, dict[str, str]] = {}
+
+    @classmethod
+    def from_dir(
+        cls, override_dir: Path | None = None, defaults_dir: Path | None = None
+    ) -> TemplateLibrary:
+        """Read the defaults (shipped ones unless ``defaults_dir``); overrides load per cycle."""
+        return cls(_load_dir(defaults_dir or default_templates_dir()), override_dir)
 
     def _dir(self, path: Path) -> dict[str, str]:
         if path not in self._cache:
@@ -95,17 +107,70 @@ class TemplateLibrary:
 
 def render_node(templates: TemplateSet, node: NodeContext) -> dict[str, bytes]:
     """Render every template of ``node``; TemplateError names the failing file."""
+    return _render(templates, node.context, node.node_id)
+
+
+def _render(templates: TemplateSet, context: dict[str, Any], node_id: str) -> dict[str, bytes]:
     files = {}
     for name, source in sorted(templates.sources.items()):
         try:
             rendered = chevron.render(
                 source,
-                node.context,
+                context,
                 partials_path=None,  # partials come from this node's templates, never from disk
                 partials_dict=templates.sources,
                 warn=False,
             )
         except Exception as err:  # chevron raises bare exceptions for syntax errors
-            raise TemplateError(f"template {name} for node {node.node_id}: {err}") from err
+            raise TemplateError(f"template {name} for node {node_id}: {err}") from err
         files[name] = rendered.encode()
     return files
+
+
+class RenderCache:
+    """Renders by their inputs, kept from one cycle to the next.
+
+    The rule that lets sidecars share a render: a node's context is ``node.shared`` (identified
+    by ``node.shared_digest``) plus its ``mesh.PER_NODE_FIELDS`` and nothing else. A render made
+    with a sentinel in every per-node field whose output holds no sentinel therefore does not
+    depend on the node: it serves every node with the same shared digest and templates. Otherwise
+    that shared key is remembered as node-dependent and each node is rendered with its own values.
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[str, dict[str, bytes]] = {}
+        self._current: dict[str, dict[str, bytes]] = {}
+        self._node_dependent: set[str] = set()
+        self.renders = 0  # chevron renders made (probes included), for tests and the bench
+
+    def render(self, templates: TemplateSet, node: NodeContext) -> dict[str, bytes]:
+        """``node``'s files, rendered only when no earlier render had the same inputs."""
+        shared_key = sha256_hex(f"{node.shared_digest}:{templates.digest()}".encode())
+        own_key = sha256_hex(f"{shared_key}:{sorted(node.per_node.items())}".encode())
+        for key in (shared_key, own_key):
+            files = self._current.get(key) or self._previous.get(key)
+            if files is not None:
+                self._current[key] = files
+                return files
+        if shared_key not in self._node_dependent:
+            probed = self._probe(templates, node)
+            if probed is not None:
+                self._current[shared_key] = probed
+                return probed
+            self._node_dependent.add(shared_key)
+        self.renders += 1
+        self._current[own_key] = render_node(templates, node)
+        return self._current[own_key]
+
+    def _probe(self, templates: TemplateSet, node: NodeContext) -> dict[str, bytes] | None:
+        """The render with sentinel per-node values, or None when the sentinel shows."""
+        self.renders += 1
+        sentinels = {field: q(PROBE) for field in node.per_node}
+        probed = _render(templates, {**node.shared, **sentinels}, node.node_id)
+        if any(PROBE.encode() in data for data in probed.values()):
+            return None
+        return probed
+
+    def end_cycle(self) -> None:
+        """Keep only the renders this cycle used."""
+        self._previous, self._current = self._current, {}

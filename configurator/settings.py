@@ -6,18 +6,11 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from shared.settings import CommaList, NightjarSettings, split_commas
+from shared.errors import SettingsError
+from shared.settings import CommaList, StoreUpkeepSettings, split_commas
 
 
-class OperatorSettings(NightjarSettings):
-    """What the ``nightjar`` operator CLI reads (retention for ``gc``, envoy for ``validate``)."""
-
-    keep_versions: int = Field(default=20, ge=1, description="newest versions always kept")
-    grace_seconds: int = Field(default=3600, ge=0, description="versions younger are kept")
-    envoy_bin: str = Field(default="envoy", description="envoy binary used for validation")
-
-
-class ConfiguratorSettings(OperatorSettings):
+class ConfiguratorSettings(StoreUpkeepSettings):
     """Everything the configurator process reads from its environment."""
 
     namespaces: CommaList = Field(default_factory=list, description="Cloud Map namespaces")
@@ -27,3 +20,8 @@ class ConfiguratorSettings(OperatorSettings):
     metrics_host: str = Field(default="127.0.0.1", description="address /metrics binds")
 
     _split = field_validator("namespaces", mode="before")(split_commas)
+
+    def require_namespaces(self) -> None:
+        """SettingsError unless at least one namespace is set."""
+        if not self.namespaces:
+            raise SettingsError("no namespace: set NJ_NAMESPACES or pass --namespace")

@@ -19,19 +19,16 @@ import yaml
 
 from shared.digest import sha256_hex
 from shared.logs import get_logger
-from shared.placeholders import fill_placeholders
+from shared.models import CDS_FILE, LDS_FILE
+from shared.placeholders import fill_placeholders, task_values
 
 log = get_logger(__name__)
 
 RESOURCE_TYPES = {
-    "lds.yaml": ("listeners", "type.googleapis.com/envoy.config.listener.v3.Listener"),
-    "cds.yaml": ("clusters", "type.googleapis.com/envoy.config.cluster.v3.Cluster"),
+    LDS_FILE: ("listeners", "type.googleapis.com/envoy.config.listener.v3.Listener"),
+    CDS_FILE: ("clusters", "type.googleapis.com/envoy.config.cluster.v3.Cluster"),
 }
-SAMPLE_TASK_VALUES: dict[str, str | int] = {
-    "NJ_LISTENER_ADDRESS": "127.0.0.1",
-    "NJ_LISTENER_PORT": 15001,
-    "NJ_ADMIN_PORT": 9901,
-}
+SAMPLE_TASK_VALUES = task_values(listener_address="127.0.0.1", listener_port=15001, admin_port=9901)
 ENVOY_TIMEOUT = 60
 
 
@@ -105,6 +102,7 @@ class EnvoyValidator:
         self.envoy = envoy
         self._verdicts: dict[str, Verdict] = {}
         self._said_missing = False
+        self.checks = 0  # validations made (cache misses)
         self.envoy_runs = 0
 
     def validate(self, files: dict[str, bytes]) -> Verdict:
@@ -112,6 +110,7 @@ class EnvoyValidator:
             json.dumps({n: sha256_hex(d) for n, d in files.items()}, sort_keys=True).encode()
         )
         if key not in self._verdicts:
+            self.checks += 1
             self._verdicts[key] = self._validate(files)
         return self._verdicts[key]
 

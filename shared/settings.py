@@ -6,6 +6,7 @@ arguments, which take precedence over the environment. Tests build settings with
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from pydantic import Field, ValidationError
@@ -38,6 +39,20 @@ class NightjarSettings(BaseSettings):
         """SettingsError unless a bucket is set (every process that reads the store needs one)."""
         if not self.bucket:
             raise SettingsError("no bucket: set NJ_BUCKET or pass --bucket")
+
+
+class StoreUpkeepSettings(NightjarSettings):
+    """What the processes that publish or prune versions share: retention and the envoy binary
+    used to validate rendered files (the configurator, and the ``nightjar`` operator CLI)."""
+
+    keep_versions: int = Field(default=20, ge=1, description="newest versions always kept")
+    grace_seconds: int = Field(default=3600, ge=0, description="versions younger are kept")
+    envoy_bin: str = Field(default="envoy", description="envoy binary used for validation")
+
+    @property
+    def grace(self) -> timedelta:
+        """``grace_seconds`` as a duration."""
+        return timedelta(seconds=self.grace_seconds)
 
 
 def describe_settings_error(err: ValidationError) -> str:

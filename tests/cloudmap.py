@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sandbox.cloudmap import (
     FISH,
     CloudMapService,
@@ -18,6 +20,7 @@ __all__ = [
     "create_namespace",
     "fish_mesh",
     "register",
+    "register_fish_mesh",
     "update_settings",
 ]
 
@@ -79,3 +82,10 @@ def fish_mesh() -> list[CloudMapService]:
         ),
         CloudMapService("not-in-mesh", None, [Task("10.0.9.9", "80")]),
     ]
+
+
+def register_fish_mesh(cloudmap: Any, services: int | None = None) -> tuple[str, dict[str, str]]:
+    """Create the fish namespace and register its first ``services`` services (default: all);
+    returns the namespace id and each Cloud Map service's id by name."""
+    ns_id = create_namespace(cloudmap)
+    return ns_id, {svc.name: register(cloudmap, ns_id, svc) for svc in fish_mesh()[:services]}

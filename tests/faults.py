@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from shared.errors import ManifestConflictError
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -63,3 +65,19 @@ def with_unchecked_file(index: Any, node: str, name: str) -> Any:
     files = {**index.nodes[node], name: next(iter(index.nodes[node].values()))}
     fields = {**dict(index), "nodes": {**index.nodes, node: files}}
     return type(index).model_construct(**fields)
+
+
+class LosingManifestRaces:
+    """Wraps a store's ``swap_manifest`` so the first ``losses`` swaps lose to another writer."""
+
+    def __init__(self, store: Any, losses: int) -> None:
+        self._swap = store.swap_manifest
+        self.losses = losses
+        self.attempts: list[str | None] = []
+        store.swap_manifest = self.swap_manifest
+
+    def swap_manifest(self, manifest: Any, expected_etag: str | None) -> str:
+        self.attempts.append(expected_etag)
+        if len(self.attempts) <= self.losses:
+            raise ManifestConflictError("lost the race")
+        return str(self._swap(manifest, expected_etag))

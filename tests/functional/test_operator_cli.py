@@ -1,4 +1,7 @@
-"""The ``nightjar`` operator CLI against a store the real configurator published to (moto)."""
+"""The ``nightjar`` operator CLI against a store the real configurator published to (moto).
+
+Offline ``render`` + ``validate`` run the real envoy: tests/integration/test_envoy_validate.py.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +18,12 @@ from moto import mock_aws
 
 from configurator.cycle import Configurator
 from configurator.discovery import CloudMapDiscovery
-from configurator.operator_cli import main
 from configurator.render import TemplateLibrary
 from configurator.validate import EnvoyValidator
-from shared.envoy_bin import find_envoy
+from nightjar_cli.cli import main
 from shared.s3_store import S3BundleStore
-from tests.cloudmap import FISH, create_namespace, fish_mesh, register, update_settings
+from tests.cloudmap import FISH, register_fish_mesh, update_settings
 from tests.conftest import BUCKET
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -49,14 +49,13 @@ def published() -> Iterator[Published]:
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         cloudmap = boto3.client("servicediscovery")
-        ns_id = create_namespace(cloudmap)
-        ids = {svc.name: register(cloudmap, ns_id, svc) for svc in fish_mesh()[:5]}
+        _, ids = register_fish_mesh(cloudmap, 5)
         configurator = Configurator(
             namespaces=[FISH],
             store=S3BundleStore(s3, BUCKET, "nightjar"),
             discovery=CloudMapDiscovery(cloudmap),
-            templates=TemplateLibrary(),
-            validator=EnvoyValidator(find_envoy()),
+            templates=TemplateLibrary.from_dir(),
+            validator=EnvoyValidator(None),
         )
         versions = []
         for settings in (
@@ -217,24 +216,6 @@ def test_no_manifest_and_no_bucket() -> None:
         assert missing.exit_code == 1 and "NoSuchBucket" in missing.output
     no_bucket = CliRunner().invoke(main, ["status"])
     assert no_bucket.exit_code == 2 and "NJ_BUCKET" in no_bucket.output
-
-
-def test_render_and_validate_offline(tmp_path: Path) -> None:
-    """render writes every node of the example mesh; validate passes them, fails a broken one."""
-    out = tmp_path / "out"
-    result = CliRunner().invoke(
-        main, ["render", "--mesh", str(ROOT / "examples/fish.yaml"), "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
-    nodes = sorted(str(p.parent.relative_to(out)) for p in out.rglob("lds.yaml"))
-    assert nodes == [
-        f"{FISH}/{n}" for n in ("gateway", "ocean/main", "salmon/blue", "tuna/blue", "tuna/green")
-    ]
-    ok = CliRunner().invoke(main, ["validate", str(out)])
-    assert ok.exit_code == 0 and ok.stdout.count("ok    ") == 5
-    (out / FISH / "gateway" / "cds.yaml").write_text("resources: [{'@type': nope}]\n")
-    bad = CliRunner().invoke(main, ["validate", str(out)])
-    assert bad.exit_code == 1 and f"FAIL  {FISH}/gateway" in bad.stdout
 
 
 def test_render_names_a_bad_mesh_file(tmp_path: Path) -> None:

@@ -169,7 +169,10 @@ def test_gc_keeps_newest_and_current_and_deletes_in_batches(s3_store: S3BundleSt
     ]
     rolled_back_to = versions[0]
     s3_store.swap_manifest(manifest_for(*rolled_back_to), None)
-    orphans = [s3_store.put_object(f"orphan {i}".encode()).sha256 for i in range(1100)]
+    orphans = [sha256_hex(f"orphan {i}".encode()) for i in range(1100)]
+    for i, digest in enumerate(orphans):  # uploads no index references (one request each)
+        key = f"mesh/prod/objects/{digest}"
+        s3_store.client.put_object(Bucket=BUCKET, Key=key, Body=f"orphan {i}".encode())
 
     counter = RequestCounter(s3_store.client)
     now = datetime.now(UTC) + timedelta(days=30)

@@ -7,7 +7,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from configurator.conventions import (
-    NAME_FORM,
     PATH_FORM,
     Endpoint,
     RouteDecl,
@@ -17,7 +16,7 @@ from configurator.conventions import (
     read_service,
 )
 from configurator.discovery import RawInstance, RawService
-from shared.models import Problem
+from shared.models import NAME_RE, Problem
 
 
 @pytest.mark.parametrize(
@@ -140,7 +139,7 @@ def test_no_unvalidated_value_leaves_the_conventions(
     if sc is None:
         assert problems
         return
-    assert NAME_FORM.match(sc.service) and NAME_FORM.match(sc.color)
+    assert NAME_RE.match(sc.service) and NAME_RE.match(sc.color)
     for route in sc.routes:
         assert isinstance(route, RouteDecl)
         assert route.path == "*" or PATH_FORM.match(route.path)

@@ -63,7 +63,7 @@ def lib(tmp_path: Path, overrides: dict[str, str]) -> TemplateLibrary:
     for rel, text in overrides.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
-    return TemplateLibrary(tmp_path)
+    return TemplateLibrary.from_dir(tmp_path)
 
 
 def nodes() -> list[NodeContext]:
@@ -143,7 +143,7 @@ def test_hostile_values_cannot_change_the_yaml_structure() -> None:
             name, name, True, (RouteDecl(path, False, 1),), (Endpoint("10.0.0.1", 80),)
         )
         node = build_nodes(NamespaceModel("ns", (service,)), [])[1]
-        files = render_node(TemplateLibrary().for_node(node), node)
+        files = render_node(TemplateLibrary.from_dir().for_node(node), node)
         return {n: yaml.safe_load(d) for n, d in files.items()}
 
     benign = render("svc", "/path")

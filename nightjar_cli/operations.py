@@ -7,19 +7,12 @@ manifest swaps: if the configurator moved the manifest in between, the operator 
 from __future__ import annotations
 
 import difflib
-import socket
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from configurator.errors import ConfiguratorError
-from shared import __version__
-from shared.models import Generator, Manifest, VersionIndex, node_kind
+from nightjar_cli.errors import OperatorError
+from nightjar_cli.results import ChangeKind, FileChange, NodeRow, Status, VersionRow
+from shared.models import Generator, Manifest, VersionIndex, changed_nodes, node_kind
 from shared.store import BundleStore, ManifestRead
-
-
-class OperatorError(ConfiguratorError):
-    """An operator request that cannot be done; the message says what to do instead."""
 
 
 def current(store: BundleStore) -> ManifestRead:
@@ -40,25 +33,25 @@ def load_index(store: BundleStore, version: str | None) -> VersionIndex:
     return store.get_index(version)
 
 
-def status(store: BundleStore, now: datetime) -> dict[str, Any]:
-    read = current(store)
-    m = read.manifest
+def status(store: BundleStore, now: datetime) -> Status:
+    """The current version with its age, frozen state and counts."""
+    m = current(store).manifest
     index = store.get_index(m.version, m.index_sha256)
-    return {
-        "version": m.version,
-        "created": m.created.isoformat(),
-        "age_seconds": round((now - m.created).total_seconds()),
-        "frozen": m.frozen,
-        "frozen_by": m.frozen_by,
-        "frozen_reason": m.frozen_reason,
-        "frozen_at": m.frozen_at.isoformat() if m.frozen_at else None,
-        "nodes": len(index.nodes),
-        "problems": len(index.summary.problems),
-        "generator": f"{m.generator.name} {m.generator.version} on {m.generator.host}",
-    }
+    return Status(
+        version=m.version,
+        created=m.created.isoformat(),
+        age_seconds=round((now - m.created).total_seconds()),
+        frozen=m.frozen,
+        frozen_by=m.frozen_by,
+        frozen_reason=m.frozen_reason,
+        frozen_at=m.frozen_at.isoformat() if m.frozen_at else None,
+        nodes=len(index.nodes),
+        problems=len(index.summary.problems),
+        generator=f"{m.generator.name} {m.generator.version} on {m.generator.host}",
+    )
 
 
-def versions(store: BundleStore) -> list[dict[str, Any]]:
+def versions(store: BundleStore) -> list[VersionRow]:
     """Retained versions, newest first, with how many nodes changed from their parent."""
     read = current(store)
     indexes = {v: store.get_index(v) for v in store.list_versions()}
@@ -66,31 +59,29 @@ def versions(store: BundleStore) -> list[dict[str, Any]]:
     for version in sorted(indexes, reverse=True):
         index = indexes[version]
         parent = indexes.get(index.parent) if index.parent else None
-        changed = None
-        if parent is not None:
-            names = parent.nodes.keys() | index.nodes.keys()
-            changed = sum(parent.nodes.get(n) != index.nodes.get(n) for n in names)
+        changed = None if parent is None else len(changed_nodes(parent.nodes, index.nodes))
         rows.append(
-            {
-                "version": version,
-                "created": index.created.isoformat(),
-                "parent": index.parent,
-                "nodes": len(index.nodes),
-                "changed_nodes": changed if index.parent else len(index.nodes),
-                "current": version == read.manifest.version,
-            }
+            VersionRow(
+                version=version,
+                created=index.created.isoformat(),
+                parent=index.parent,
+                nodes=len(index.nodes),
+                changed_nodes=changed if index.parent else len(index.nodes),
+                current=version == read.manifest.version,
+            )
         )
     return rows
 
 
-def nodes(index: VersionIndex) -> list[dict[str, Any]]:
+def nodes(index: VersionIndex) -> list[NodeRow]:
+    """Every node of a version with its kind, file count and total size."""
     return [
-        {
-            "node": node,
-            "kind": node_kind(node),
-            "files": len(files),
-            "bytes": sum(entry.size for entry in files.values()),
-        }
+        NodeRow(
+            node=node,
+            kind=node_kind(node),
+            files=len(files),
+            bytes=sum(entry.size for entry in files.values()),
+        )
         for node, files in sorted(index.nodes.items())
     ]
 
@@ -103,13 +94,6 @@ def node_files(store: BundleStore, index: VersionIndex, node: str) -> dict[str, 
             f"unknown node {node!r} in version {index.version}; 'nightjar nodes' lists them"
         )
     return {name: store.get_object(entry.sha256) for name, entry in sorted(files.items())}
-
-
-@dataclass
-class FileChange:
-    node: str
-    file: str
-    change: str  # added, removed, changed
 
 
 def diff(
@@ -128,8 +112,7 @@ def diff(
         for file in sorted(a.keys() | b.keys()):
             if a.get(file) == b.get(file):
                 continue
-            kind = "added" if file not in a else "removed" if file not in b else "changed"
-            changes.append(FileChange(name, file, kind))
+            changes.append(FileChange(name, file, _change_kind(file in a, file in b)))
             before = store.get_object(a[file].sha256).decode(errors="replace") if file in a else ""
             after = store.get_object(b[file].sha256).decode(errors="replace") if file in b else ""
             lines += difflib.unified_diff(
@@ -139,6 +122,10 @@ def diff(
                 f"{new.version}/{name}/{file}",
             )
     return changes, lines
+
+
+def _change_kind(before: bool, after: bool) -> ChangeKind:
+    return "added" if not before else "removed" if not after else "changed"
 
 
 def point_manifest(
@@ -164,7 +151,7 @@ def point_manifest(
         frozen_by=by if frozen else None,
         frozen_reason=reason if frozen else None,
         frozen_at=now.astimezone(UTC) if frozen else None,
-        generator=Generator(name="nightjar", version=__version__, host=socket.gethostname()),
+        generator=Generator.here("nightjar"),
     )
     store.swap_manifest(manifest, read.etag)
     return manifest

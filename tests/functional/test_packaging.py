@@ -28,15 +28,16 @@ def test_console_scripts_answer_help_and_version(script: str) -> None:
     assert version.stdout.strip() == f"{script}, version {__version__}"
 
 
-def test_fetcher_and_shared_import_no_configurator_code() -> None:
-    """Importing every envoy_fetcher and shared module pulls in no configurator, chevron or yaml."""
+def imported_heavy_modules(packages: tuple[str, ...]) -> list[str]:
+    """Configurator, chevron and yaml modules a fresh Python holds after importing every module
+    of ``packages``."""
     root = Path(__file__).resolve().parents[2]
     modules = [
         ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
-        for package in ("envoy_fetcher", "shared")
+        for package in packages
         for p in sorted((root / package).rglob("*.py"))
     ]
-    assert "shared.store" in modules and "envoy_fetcher.cli" in modules
+    assert modules
     probe = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
@@ -47,4 +48,15 @@ def test_fetcher_and_shared_import_no_configurator_code() -> None:
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=root
     )
-    assert result.stdout.strip() == ""
+    return [m for m in result.stdout.strip().split(",") if m]
+
+
+def test_fetcher_and_shared_import_no_configurator_code() -> None:
+    """Importing every envoy_fetcher and shared module pulls in no configurator, chevron or yaml."""
+    assert imported_heavy_modules(("envoy_fetcher", "shared")) == []
+
+
+def test_operator_cli_imports_no_configurator_code() -> None:
+    """Every nightjar_cli module imports without configurator, chevron or yaml: the inspection,
+    rollback, freeze and gc commands run from the base install (render/validate load it lazily)."""
+    assert imported_heavy_modules(("nightjar_cli",)) == []

@@ -1,0 +1,98 @@
+"""``nightjar render`` and ``nightjar validate``: offline preview, no AWS.
+
+Both import the configurator (chevron, PyYAML) only when they run, through
+``configurator.preview``, so the inspection commands work from the base install.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from nightjar_cli.context import OperatorContext
+from nightjar_cli.errors import OperatorError
+from shared.cli import expected_errors
+from shared.envoy_bin import find_envoy
+from shared.models import LDS_FILE
+
+
+@click.command()
+@click.option(
+    "--mesh",
+    "mesh_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="YAML mesh description (docs/cli.md)",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="directory to write <node id>/<file> into",
+)
+@click.option(
+    "--templates-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="template overrides [NJ_TEMPLATES_DIR]",
+)
+@click.pass_obj
+@expected_errors
+def render(obj: OperatorContext, mesh_file: Path, out: Path, templates_dir: Path | None) -> None:
+    """Render every node of a mesh file offline (no AWS), validated like the configurator.
+
+    \b
+    Example:
+      nightjar render --mesh examples/fish.yaml --out rendered/
+    """
+    from configurator.preview import render_mesh_file  # the configurator extra, only here
+
+    rendered = render_mesh_file(mesh_file, templates_dir, find_envoy(obj.settings().envoy_bin))
+    for node, files in rendered.nodes.items():
+        for name, data in files.items():
+            target = out / node / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    click.echo(f"rendered {len(rendered.nodes)} node(s) into {out}")
+    for problem in rendered.problems:
+        click.echo(f"problem: {problem.where}: {problem.item}: {problem.reason}", err=True)
+
+
+def read_rendered(directory: Path) -> dict[str, dict[str, bytes]]:
+    """Every rendered node under ``directory`` (a directory holding lds.yaml) and its files."""
+    node_dirs = sorted({p.parent for p in directory.rglob(LDS_FILE)})
+    if not node_dirs:
+        raise OperatorError(f"no rendered nodes ({LDS_FILE}) under {directory}")
+    return {
+        str(node_dir.relative_to(directory)): {
+            p.name: p.read_bytes() for p in node_dir.iterdir() if p.is_file()
+        }
+        for node_dir in node_dirs
+    }
+
+
+@click.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.pass_obj
+@expected_errors
+def validate(obj: OperatorContext, directory: Path) -> None:
+    """Run 'envoy --mode validate' on every rendered node under DIRECTORY (exit 1 if any fails).
+
+    \b
+    Example:
+      nightjar validate rendered/
+    """
+    envoy = find_envoy(obj.settings().envoy_bin)
+    if envoy is None:
+        raise OperatorError("no envoy binary found; set NJ_ENVOY_BIN")
+    nodes = read_rendered(directory)
+    from configurator.preview import validate_nodes  # the configurator extra, only here
+
+    errors = validate_nodes(nodes, envoy)
+    for node, error in errors.items():
+        click.echo(f"ok    {node}" if error is None else f"FAIL  {node}: {error}")
+    failed = sum(error is not None for error in errors.values())
+    if failed:
+        click.echo(f"{failed} of {len(errors)} node(s) failed validation", err=True)
+        sys.exit(1)
