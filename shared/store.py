@@ -27,12 +27,14 @@ from shared.errors import (
     VersionExistsError,
 )
 from shared.models import VERSION_ID_RE, Manifest, VersionIndex, index_key_for, version_created
+from shared.signing import VersionSignature
 
 _M = TypeVar("_M", bound=BaseModel)
 
 MANIFEST_KEY = "manifest.json"
 OBJECTS_DIR = "objects/"
 VERSIONS_DIR = "versions/"
+SIGNATURES_DIR = "signatures/"  # signatures/<version>.json: opt-in signature of that version
 HISTORY_DIR = "history/"  # history/<version>: that version was current and was moved away from
 DELETE_BATCH = 1000  # S3 DeleteObjects accepts at most 1000 keys per request
 
@@ -98,6 +100,8 @@ class BundleStore(Protocol):
     def read_index_ref(self, version: str) -> tuple[VersionIndex, IndexRef]: ...
     def discard_index(self, version: str) -> None: ...
     def missing_objects(self, index: VersionIndex) -> list[str]: ...
+    def put_signature(self, doc: VersionSignature) -> None: ...
+    def get_signature(self, version: str) -> VersionSignature: ...
     def mark_was_current(self, version: str) -> None: ...
     def versions_ever_current(self) -> set[str]: ...
     def read_manifest(self) -> ManifestRead | None: ...
@@ -272,6 +276,16 @@ class KeyedBundleStore(ABC):
                 found.append(name[:-5])
         return sorted(found)
 
+    def put_signature(self, doc: VersionSignature) -> None:
+        """Store the signature of a version (before the manifest may point at it)."""
+        key = SIGNATURES_DIR + _index_key(doc.version).removeprefix(VERSIONS_DIR)
+        self._put(key, doc.model_dump_json(indent=1).encode())
+
+    def get_signature(self, version: str) -> VersionSignature:
+        """The stored signature of ``version``; ObjectMissingError when it was never signed."""
+        key = SIGNATURES_DIR + _index_key(version).removeprefix(VERSIONS_DIR)
+        return _parse(VersionSignature, self._read(key), key)
+
     def mark_was_current(self, version: str) -> None:
         """Record that ``version`` was current (call before moving the manifest away from it)."""
         self._put(HISTORY_DIR + _index_key(version).removeprefix(VERSIONS_DIR), b"")
@@ -393,6 +407,10 @@ class KeyedBundleStore(ABC):
             # Indexes first: a crash in between leaves orphan objects, never a dangling index.
             doomed = [index_key_for(v) for v in report.deleted_versions]
             doomed += [HISTORY_DIR + f"{v}.json" for v in report.deleted_versions if v in markers]
+            signed = {item.key for item in self._list(SIGNATURES_DIR)}
+            doomed += [
+                k for v in report.deleted_versions if (k := f"{SIGNATURES_DIR}{v}.json") in signed
+            ]
             for batch in _batches(doomed):
                 self._delete(batch)
             for batch in _batches([OBJECTS_DIR + d for d in report.deleted_objects]):

@@ -90,3 +90,24 @@ def test_missing_objects_finds_deleted_and_resized_objects() -> None:
     data, etag, when = store.blobs[f"objects/{cds}"]
     store.blobs[f"objects/{cds}"] = (data + b"!", etag, when)
     assert store.missing_objects(index) == sorted([lds, cds])
+
+
+def test_gc_deletes_markers_and_signatures_with_their_versions() -> None:
+    """A deleted version leaves no history marker or signature behind; kept ones keep theirs."""
+    from shared.signing import VersionSignature
+
+    store = MemoryBundleStore(clock=lambda: T0)
+    old = store_version(store, {NODE: {"lds.yaml": b"old"}}, later(0))
+    new = store_version(store, {NODE: {"lds.yaml": b"new"}}, later(1), old[0].version)
+    for index, ref in (old, new):
+        store.put_signature(
+            VersionSignature(
+                version=index.version, index_sha256=ref.sha256, key_id="k", signature="AA=="
+            )
+        )
+    store.mark_was_current(old[0].version)
+    store.swap_manifest(manifest_for(*new), None)
+    store.collect_garbage(keep=1, grace=timedelta(0), now=later(60))
+    assert sorted(k for k in store.blobs if not k.startswith("objects/")) == sorted(
+        ["manifest.json", f"versions/{new[0].version}.json", f"signatures/{new[0].version}.json"]
+    )
