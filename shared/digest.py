@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")  # \Z: no trailing newline accepted
 
 
 def sha256_hex(data: bytes) -> str:

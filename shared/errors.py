@@ -54,3 +54,7 @@ class InvalidBundleError(StoreError):
 
 class PreconditionFailedError(StoreError):
     """A store primitive's write condition did not hold (S3 412/409); the swap logic maps it."""
+
+
+class SignatureError(NightjarError):
+    """A version's signature is missing, malformed, or does not verify with the trusted key."""

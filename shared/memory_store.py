@@ -39,10 +39,6 @@ class MemoryBundleStore(KeyedBundleStore):
             return None
         return data, etag
 
-    def _exists(self, key: str) -> bool:
-        self._count("head")
-        return key in self.blobs
-
     def _put(
         self, key: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False
     ) -> str:
@@ -63,7 +59,7 @@ class MemoryBundleStore(KeyedBundleStore):
         self._count("list")
         for key in sorted(self.blobs):
             if key.startswith(under):
-                yield StoredKey(key, self.blobs[key][2])
+                yield StoredKey(key, self.blobs[key][2], len(self.blobs[key][0]))
 
     def _delete(self, keys: Sequence[str]) -> None:
         self._count("delete")

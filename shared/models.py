@@ -19,12 +19,14 @@ from shared.digest import SHA256_RE
 
 SCHEMA_VERSION: Literal[1] = 1
 
+# Every pattern ends in \Z, not $: "$" also matches before a final newline, so "tuna\n" would
+# pass re.match(...$) and break the node id, the release path or the fetcher's digest file.
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}"
-NAME_RE = re.compile(rf"^{_NAME}$")
-SIDECAR_NODE_RE = re.compile(rf"^({_NAME})/({_NAME})/({_NAME})$")
-GATEWAY_NODE_RE = re.compile(rf"^({_NAME})/gateway$")
-FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$")
-VERSION_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}$")
+NAME_RE = re.compile(rf"^{_NAME}\Z")
+SIDECAR_NODE_RE = re.compile(rf"^({_NAME})/({_NAME})/({_NAME})\Z")
+GATEWAY_NODE_RE = re.compile(rf"^({_NAME})/gateway\Z")
+FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}\Z")
+VERSION_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}\Z")
 GATEWAY = "gateway"
 NAME_RULE = "[A-Za-z0-9._-], starting with a letter or digit, at most 255 characters"
 

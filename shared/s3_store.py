@@ -63,18 +63,6 @@ class S3BundleStore(KeyedBundleStore):
         except BotoCoreError as err:
             raise self._error(err, "GetObject", key) from err
 
-    def _exists(self, key: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-            return True
-        except ClientError as err:
-            wrapped = self._error(err, "HeadObject", key)
-            if isinstance(wrapped, ObjectMissingError):
-                return False
-            raise wrapped from err
-        except BotoCoreError as err:
-            raise self._error(err, "HeadObject", key) from err
-
     def _put(
         self, key: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False
     ) -> str:
@@ -105,7 +93,7 @@ class S3BundleStore(KeyedBundleStore):
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(under)):
                 for item in page.get("Contents", []):
-                    yield StoredKey(item["Key"][start:], item["LastModified"])
+                    yield StoredKey(item["Key"][start:], item["LastModified"], item.get("Size"))
         except (ClientError, BotoCoreError) as err:
             raise self._error(err, "ListObjectsV2", under) from err
 

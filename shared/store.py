@@ -1,7 +1,7 @@
 """The bundle store: content-addressed objects, immutable version indexes, a manifest pointer.
 
 ``BundleStore`` is the protocol both processes program against. ``KeyedBundleStore`` holds all of
-the protocol's logic (digests, immutability, conditional swap, garbage collection) on top of five
+the protocol's logic (digests, immutability, conditional swap, garbage collection) on top of four
 storage primitives, so the S3 and in-memory implementations cannot drift apart in behaviour.
 Key layout and JSON fields: docs/bundle-format.md.
 """
@@ -9,7 +9,7 @@ Key layout and JSON fields: docs/bundle-format.md.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol, TypeVar
@@ -23,15 +23,19 @@ from shared.errors import (
     ManifestConflictError,
     ObjectMissingError,
     PreconditionFailedError,
+    StoreError,
     VersionExistsError,
 )
 from shared.models import VERSION_ID_RE, Manifest, VersionIndex, index_key_for, version_created
+from shared.signing import VersionSignature
 
 _M = TypeVar("_M", bound=BaseModel)
 
 MANIFEST_KEY = "manifest.json"
 OBJECTS_DIR = "objects/"
 VERSIONS_DIR = "versions/"
+SIGNATURES_DIR = "signatures/"  # signatures/<version>.json: opt-in signature of that version
+HISTORY_DIR = "history/"  # history/<version>: that version was current and was moved away from
 DELETE_BATCH = 1000  # S3 DeleteObjects accepts at most 1000 keys per request
 
 
@@ -79,10 +83,11 @@ class GcReport:
 
 @dataclass(frozen=True)
 class StoredKey:
-    """One listed key (relative to the prefix) and when it was last written."""
+    """One listed key (relative to the prefix), when it was last written, and its size."""
 
     key: str
     last_modified: datetime
+    size: int | None = None
 
 
 class BundleStore(Protocol):
@@ -93,6 +98,12 @@ class BundleStore(Protocol):
     def put_index(self, index: VersionIndex) -> IndexRef: ...
     def get_index(self, version: str, sha256: str | None = None) -> VersionIndex: ...
     def read_index_ref(self, version: str) -> tuple[VersionIndex, IndexRef]: ...
+    def discard_index(self, version: str) -> None: ...
+    def missing_objects(self, index: VersionIndex) -> list[str]: ...
+    def put_signature(self, doc: VersionSignature) -> None: ...
+    def get_signature(self, version: str) -> VersionSignature: ...
+    def mark_was_current(self, version: str) -> None: ...
+    def versions_ever_current(self) -> set[str]: ...
     def read_manifest(self) -> ManifestRead | None: ...
     def poll_manifest(self, etag: str | None) -> Poll: ...
     def swap_manifest(self, manifest: Manifest, expected_etag: str | None) -> str: ...
@@ -127,13 +138,29 @@ def _index_from(version: str, key: str, data: bytes) -> VersionIndex:
     return index
 
 
+def ever_current(
+    indexes: Iterable[VersionIndex], current: str | None, marked: Iterable[str] = ()
+) -> set[str]:
+    """Versions that were current at some time.
+
+    The evidence: the current one; every stored index's parent (a publisher builds on what is
+    current); and the history markers operators leave when they move the manifest away from a
+    version (a rollback's abandoned version has no child, yet it was current).
+    """
+    found = {index.parent for index in indexes if index.parent is not None}
+    found.update(marked)
+    if current is not None:
+        found.add(current)
+    return found
+
+
 def _batches(keys: Sequence[str], size: int = DELETE_BATCH) -> Iterator[Sequence[str]]:
     for start in range(0, len(keys), size):
         yield keys[start : start + size]
 
 
 class KeyedBundleStore(ABC):
-    """The bundle protocol over five primitives on keys relative to ``prefix``."""
+    """The bundle protocol over four primitives on keys relative to ``prefix``."""
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix.strip("/")
@@ -142,9 +169,6 @@ class KeyedBundleStore(ABC):
     @abstractmethod
     def _get(self, key: str, if_none_match: str | None = None) -> tuple[bytes, str] | None:
         """Bytes and ETag of ``key``; None when ``if_none_match`` matched (304)."""
-
-    @abstractmethod
-    def _exists(self, key: str) -> bool: ...
 
     @abstractmethod
     def _put(
@@ -161,13 +185,30 @@ class KeyedBundleStore(ABC):
 
     # -- objects ----------------------------------------------------------------------------
     def put_object(self, data: bytes) -> PutResult:
-        """Store ``data`` under its sha256, skipping the upload when it is already there."""
+        """Store ``data`` under its sha256. Always writes, never asks whether it is there.
+
+        The write's fresh LastModified is what protects the object from a concurrent garbage
+        collection (objects younger than the grace period are never deleted). Skipping the
+        upload because a HEAD found the object would race a GC that deletes it a moment later;
+        publishers skip only objects their parent version references, which GC keeps.
+        """
         digest = sha256_hex(data)
-        key = OBJECTS_DIR + digest
-        if self._exists(key):
-            return PutResult(digest, uploaded=False)
-        self._put(key, data)
+        self._put(OBJECTS_DIR + digest, data)
         return PutResult(digest, uploaded=True)
+
+    def missing_objects(self, index: VersionIndex) -> list[str]:
+        """Digests of ``index`` with no object of the right size in the store (one LIST pass).
+
+        Catches deleted objects and most alterations (a different size); a same-size alteration
+        is caught where the bytes are read, since every read verifies the sha256.
+        """
+        sizes = {
+            item.key[len(OBJECTS_DIR) :]: item.size
+            for item in self._list(OBJECTS_DIR)
+            if item.size is not None
+        }
+        expected = {e.sha256: e.size for files in index.nodes.values() for e in files.values()}
+        return sorted(d for d, size in expected.items() if sizes.get(d) != size)
 
     def get_object(self, sha256: str) -> bytes:
         """The bytes stored under ``sha256``, verified; DigestMismatchError otherwise."""
@@ -194,16 +235,25 @@ class KeyedBundleStore(ABC):
 
     # -- version indexes --------------------------------------------------------------------
     def put_index(self, index: VersionIndex) -> IndexRef:
-        """Store a version index once; VersionExistsError if that version is already stored."""
+        """Store a version index once; VersionExistsError if other bytes hold that version.
+
+        Finding the very same bytes already stored is a success: it is this writer's own
+        earlier attempt whose response was lost (a retry after a dropped connection).
+        """
         key = index_key_for(index.version)
         data = index.model_dump_json(indent=1).encode()
         try:
             self._put(key, data, if_absent=True)
         except PreconditionFailedError as err:
-            raise VersionExistsError(
-                f"version {index.version} already exists; indexes are immutable", key=key
-            ) from err
+            if self._read(key) != data:
+                raise VersionExistsError(
+                    f"version {index.version} already exists; indexes are immutable", key=key
+                ) from err
         return IndexRef(key, sha256_hex(data))
+
+    def discard_index(self, version: str) -> None:
+        """Delete a version index that never became current (a publisher that lost its race)."""
+        self._delete([_index_key(version)])
 
     def get_index(self, version: str, sha256: str | None = None) -> VersionIndex:
         """Read a version index, verifying its sha256 when given and that it names ``version``."""
@@ -226,6 +276,43 @@ class KeyedBundleStore(ABC):
                 found.append(name[:-5])
         return sorted(found)
 
+    def put_signature(self, doc: VersionSignature) -> None:
+        """Store the signature of a version (before the manifest may point at it)."""
+        key = SIGNATURES_DIR + _index_key(doc.version).removeprefix(VERSIONS_DIR)
+        self._put(key, doc.model_dump_json(indent=1).encode())
+
+    def get_signature(self, version: str) -> VersionSignature:
+        """The stored signature of ``version``; ObjectMissingError when it was never signed."""
+        key = SIGNATURES_DIR + _index_key(version).removeprefix(VERSIONS_DIR)
+        return _parse(VersionSignature, self._read(key), key)
+
+    def mark_was_current(self, version: str) -> None:
+        """Record that ``version`` was current (call before moving the manifest away from it)."""
+        self._put(HISTORY_DIR + _index_key(version).removeprefix(VERSIONS_DIR), b"")
+
+    def _history_markers(self) -> set[str]:
+        names = (item.key.removeprefix(HISTORY_DIR) for item in self._list(HISTORY_DIR))
+        return {
+            n.removesuffix(".json") for n in names if VERSION_ID_RE.match(n.removesuffix(".json"))
+        }
+
+    def versions_ever_current(self) -> set[str]:
+        """Stored versions that were current at some time; the others never served anyone."""
+        read = self.read_manifest()
+        indexes = self._readable_indexes(self.list_versions())
+        current = read.manifest.version if read is not None else None
+        return ever_current(indexes.values(), current, self._history_markers()) & set(indexes)
+
+    def _readable_indexes(self, versions: list[str]) -> dict[str, VersionIndex]:
+        """Every index that parses; an unreadable one is garbage unless current or young."""
+        found = {}
+        for version in versions:
+            try:
+                found[version] = self.get_index(version)
+            except (InvalidBundleError, ObjectMissingError):
+                continue
+        return found
+
     # -- manifest ---------------------------------------------------------------------------
     def read_manifest(self) -> ManifestRead | None:
         """The current manifest and its ETag; None when no manifest was ever published."""
@@ -245,7 +332,10 @@ class KeyedBundleStore(ABC):
     def swap_manifest(self, manifest: Manifest, expected_etag: str | None) -> str:
         """Replace the manifest only if it is still ``expected_etag`` (None: only if absent).
 
-        Returns the new ETag. A lost race raises ManifestConflictError and changes nothing.
+        Returns the new ETag. A lost race raises ManifestConflictError and changes nothing. When
+        the answer is lost or refused after our own write may have landed (a retried PUT finds
+        its own earlier attempt), the manifest is read back: if it holds exactly our bytes, the
+        swap succeeded, so the outcome reported is the truth either way.
         """
         data = manifest.model_dump_json(indent=1).encode()
         try:
@@ -253,11 +343,27 @@ class KeyedBundleStore(ABC):
                 return self._put(MANIFEST_KEY, data, if_absent=True)
             return self._put(MANIFEST_KEY, data, if_match=expected_etag)
         except (PreconditionFailedError, ObjectMissingError) as err:
+            etag = self._stored_manifest_etag(data)
+            if etag is not None:
+                return etag
             raise ManifestConflictError(
                 f"manifest changed since it was read (expected ETag {expected_etag}); "
                 "re-read it and try again",
                 key=MANIFEST_KEY,
             ) from err
+        except StoreError:
+            etag = self._stored_manifest_etag(data)
+            if etag is not None:
+                return etag
+            raise
+
+    def _stored_manifest_etag(self, data: bytes) -> str | None:
+        """The manifest's ETag if it holds exactly ``data`` now, else None."""
+        try:
+            got = self._get(MANIFEST_KEY)
+        except StoreError:
+            return None
+        return got[1] if got is not None and got[0] == data else None
 
     # -- retention --------------------------------------------------------------------------
     def collect_garbage(
@@ -265,21 +371,29 @@ class KeyedBundleStore(ABC):
     ) -> GcReport:
         """Delete versions outside retention and objects no retained version references.
 
-        Retained: the newest ``keep`` versions, every version younger than ``grace``, and the
-        version the manifest points to. Objects younger than ``grace`` are never deleted, so an
-        upload in flight (objects stored, index not yet) is safe.
+        Retained: the current version, every version younger than ``grace`` (a publish may be in
+        flight), and the newest ``keep`` versions that were ever current. A version was current
+        if it is now or some stored index names it as its parent; the others lost a race (or
+        their publisher died before the swap) and are garbage, not history. Objects younger than
+        ``grace`` are never deleted, so an upload in flight (objects stored, index not yet) is
+        safe.
         """
         if keep < 1:
             raise ValueError("keep must be at least 1")
         versions = self.list_versions()
         read = self.read_manifest()
-        kept = set(versions[-keep:])
+        current = read.manifest.version if read is not None else None
+        indexes = self._readable_indexes(versions)
+        markers = self._history_markers()
+        was_current = ever_current(indexes.values(), current, markers)
+        history = [v for v in versions if v in was_current]
+        kept = set(history[-keep:])
         kept.update(v for v in versions if now - version_created(v) < grace)
-        if read is not None:
-            kept.add(read.manifest.version)
+        if current is not None:
+            kept.add(current)
         referenced: set[str] = set()
         for version in sorted(kept):  # an unreadable kept index aborts: nothing is deleted
-            referenced |= self.get_index(version).digests()
+            referenced |= (indexes.get(version) or self.get_index(version)).digests()
         report = GcReport(dry_run=dry_run, kept_versions=sorted(kept))
         report.deleted_versions = [v for v in versions if v not in kept]
         report.deleted_objects = sorted(
@@ -291,7 +405,13 @@ class KeyedBundleStore(ABC):
         )
         if not dry_run:
             # Indexes first: a crash in between leaves orphan objects, never a dangling index.
-            for batch in _batches([index_key_for(v) for v in report.deleted_versions]):
+            doomed = [index_key_for(v) for v in report.deleted_versions]
+            doomed += [HISTORY_DIR + f"{v}.json" for v in report.deleted_versions if v in markers]
+            signed = {item.key for item in self._list(SIGNATURES_DIR)}
+            doomed += [
+                k for v in report.deleted_versions if (k := f"{SIGNATURES_DIR}{v}.json") in signed
+            ]
+            for batch in _batches(doomed):
                 self._delete(batch)
             for batch in _batches([OBJECTS_DIR + d for d in report.deleted_objects]):
                 self._delete(batch)

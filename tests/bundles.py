@@ -31,13 +31,16 @@ def make_index(
 
 
 def store_version(
-    store: BundleStore, files: dict[str, dict[str, bytes]], created: datetime = T0
+    store: BundleStore,
+    files: dict[str, dict[str, bytes]],
+    created: datetime = T0,
+    parent: str | None = None,
 ) -> tuple[VersionIndex, IndexRef]:
     """Upload the objects and index of one version (the manifest is not moved)."""
     for node_files in files.values():
         for data in node_files.values():
             store.put_object(data)
-    index = make_index(files, created)
+    index = make_index(files, created, parent)
     return index, store.put_index(index)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import ManifestConflictError
+from shared.errors import ManifestConflictError, PreconditionFailedError, StoreError
+from shared.memory_store import MemoryBundleStore
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -81,3 +82,27 @@ class LosingManifestRaces:
         if len(self.attempts) <= self.losses:
             raise ManifestConflictError("lost the race")
         return str(self._swap(manifest, expected_etag))
+
+
+class LostAnswerStore(MemoryBundleStore):
+    """A memory store whose chosen writes land but whose answer is lost (a dropped connection).
+
+    ``lose`` holds key prefixes; a ``_put`` to such a key stores the bytes, then raises the
+    StoreError a client sees when the response never arrives, or ``PreconditionFailedError``
+    (``as_retry=True``) as when botocore's retry of that PUT finds its own first attempt.
+    """
+
+    def __init__(self, lose: tuple[str, ...], as_retry: bool = False) -> None:
+        super().__init__()
+        self.lose = lose
+        self.as_retry = as_retry
+
+    def _put(
+        self, key: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False
+    ) -> str:
+        etag = super()._put(key, data, if_match=if_match, if_absent=if_absent)
+        if key.startswith(self.lose):
+            if self.as_retry:
+                raise PreconditionFailedError("retried PUT found its own write", key=key)
+            raise StoreError("connection dropped before the answer", key=key, operation="PutObject")
+        return etag

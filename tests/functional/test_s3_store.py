@@ -16,8 +16,9 @@ from shared.errors import (
     StoreError,
     VersionExistsError,
 )
+from shared.models import VersionIndex
 from shared.s3_store import S3BundleStore
-from shared.store import DELETE_BATCH
+from shared.store import DELETE_BATCH, IndexRef
 from tests.bundles import later, make_index, manifest_for, store_version
 from tests.conftest import BUCKET
 from tests.faults import RequestCounter, tamper
@@ -26,14 +27,13 @@ NODE = "fish.service.local/tuna/blue"
 GATEWAY = "fish.service.local/gateway"
 
 
-def test_put_object_uploads_once(s3_store: S3BundleStore) -> None:
-    """An object already stored under its sha256 is not uploaded again (PUTs counted)."""
+def test_put_object_writes_without_asking(s3_store: S3BundleStore) -> None:
+    """put_object never HEADs: each write refreshes LastModified, which shields it from GC."""
     counter = RequestCounter(s3_store.client)
     first = s3_store.put_object(b"listener: 1")
     second = s3_store.put_object(b"listener: 1")
-    assert (first.uploaded, second.uploaded) == (True, False)
-    assert first.sha256 == sha256_hex(b"listener: 1")
-    assert counter.calls["PutObject"] == 1
+    assert first.sha256 == second.sha256 == sha256_hex(b"listener: 1")
+    assert (counter.calls["PutObject"], counter.calls["HeadObject"]) == (2, 0)
     assert s3_store.get_object(first.sha256) == b"listener: 1"
 
 
@@ -164,10 +164,13 @@ def test_list_versions_oldest_first_ignoring_foreign_keys(s3_store: S3BundleStor
 
 def test_gc_keeps_newest_and_current_and_deletes_in_batches(s3_store: S3BundleStore) -> None:
     """GC keeps the newest N plus the manifest's version, and deletes >1000 orphans in batches."""
-    versions = [
-        store_version(s3_store, {NODE: {"lds.yaml": f"v{i}".encode()}}, later(i)) for i in range(5)
-    ]
+    versions: list[tuple[VersionIndex, IndexRef]] = []
+    for i in range(5):
+        parent = versions[-1][0].version if versions else None
+        files = {NODE: {"lds.yaml": f"v{i}".encode()}}
+        versions.append(store_version(s3_store, files, later(i), parent))
     rolled_back_to = versions[0]
+    s3_store.mark_was_current(versions[4][0].version)  # what a rollback away from v4 records
     s3_store.swap_manifest(manifest_for(*rolled_back_to), None)
     orphans = [sha256_hex(f"orphan {i}".encode()) for i in range(1100)]
     for i, digest in enumerate(orphans):  # uploads no index references (one request each)
@@ -213,8 +216,13 @@ def test_gc_grace_period_protects_young_versions_and_objects(s3_store: S3BundleS
 
 def test_gc_dry_run_deletes_nothing(s3_store: S3BundleStore) -> None:
     """A dry run reports what it would delete and leaves every key in place."""
+    parent = None
     for i in range(3):
-        store_version(s3_store, {GATEWAY: {"lds.yaml": f"{i}".encode()}}, later(i))
+        index, _ = store_version(
+            s3_store, {GATEWAY: {"lds.yaml": f"{i}".encode()}}, later(i), parent
+        )
+        parent = index.version
+    s3_store.mark_was_current(parent)
     before = s3_store.client.list_objects_v2(Bucket=BUCKET)["KeyCount"]
     report = s3_store.collect_garbage(
         keep=1, grace=timedelta(0), now=datetime.now(UTC) + timedelta(days=1), dry_run=True

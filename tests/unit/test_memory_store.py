@@ -14,11 +14,11 @@ NODE = "ns/svc/blue"
 
 
 def test_objects_are_content_addressed_and_verified() -> None:
-    """Puts are skipped for known content; corrupted bytes fail verification."""
+    """Objects are keyed by sha256 and written every time; corrupted bytes fail verification."""
     store = MemoryBundleStore()
     first = store.put_object(b"abc")
-    assert store.put_object(b"abc").uploaded is False
-    assert store.requests["put"] == 1
+    assert store.put_object(b"abc").sha256 == first.sha256
+    assert (store.requests["put"], store.requests.get("head", 0)) == (2, 0)
     data, etag, when = store.blobs[f"objects/{first.sha256}"]
     store.blobs[f"objects/{first.sha256}"] = (b"abd", etag, when)
     with pytest.raises(DigestMismatchError):
@@ -41,11 +41,13 @@ def test_manifest_swap_is_conditional() -> None:
 
 
 def test_index_is_immutable() -> None:
-    """put_index refuses an existing version id."""
+    """put_index refuses other bytes under an existing version id; the same bytes succeed."""
     store = MemoryBundleStore()
-    index, _ = store_version(store, {NODE: {"lds.yaml": b"1"}})
+    index, ref = store_version(store, {NODE: {"lds.yaml": b"1"}})
+    assert store.put_index(index) == ref  # a retry whose first answer was lost
+    other = index.model_copy(update={"parent": index.version})
     with pytest.raises(VersionExistsError):
-        store.put_index(index)
+        store.put_index(other)
 
 
 def test_gc_batches_and_clock() -> None:
