@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import chevron
 
@@ -20,6 +21,9 @@ from shared.digest import sha256_hex
 from shared.models import FILE_NAME_RE, GATEWAY
 
 MAX_TEMPLATE_BYTES = 1 << 20
+# Rendered once per entry of the context's ``clusters`` (that cluster's fields over the node's)
+# into the file the cluster's ``eds_file`` names; a render that is only whitespace ships nothing.
+PER_CLUSTER_TEMPLATE = "eds.yaml"
 
 
 def default_templates_dir() -> Path:
@@ -97,15 +101,32 @@ def render_node(templates: TemplateSet, node: NodeContext) -> dict[str, bytes]:
     """Render every template of ``node``; TemplateError names the failing file."""
     files = {}
     for name, source in sorted(templates.sources.items()):
-        try:
-            rendered = chevron.render(
-                source,
-                node.context,
-                partials_path=None,  # partials come from this node's templates, never from disk
-                partials_dict=templates.sources,
-                warn=False,
-            )
-        except Exception as err:  # chevron raises bare exceptions for syntax errors
-            raise TemplateError(f"template {name} for node {node.node_id}: {err}") from err
-        files[name] = rendered.encode()
+        if name == PER_CLUSTER_TEMPLATE:
+            files.update(_render_per_cluster(templates, node, source))
+        else:
+            files[name] = _render(templates, node, name, source, node.context).encode()
     return files
+
+
+def _render_per_cluster(templates: TemplateSet, node: NodeContext, source: str) -> dict[str, bytes]:
+    files = {}
+    for cluster in node.context.get("clusters", []):
+        text = _render(templates, node, PER_CLUSTER_TEMPLATE, source, {**node.context, **cluster})
+        if text.strip():
+            files[str(cluster["eds_file"])] = text.encode()
+    return files
+
+
+def _render(
+    templates: TemplateSet, node: NodeContext, name: str, source: str, context: dict[str, Any]
+) -> str:
+    try:
+        return chevron.render(
+            source,
+            context,
+            partials_path=None,  # partials come from this node's templates, never from disk
+            partials_dict=templates.sources,
+            warn=False,
+        )
+    except Exception as err:  # chevron raises bare exceptions for syntax errors
+        raise TemplateError(f"template {name} for node {node.node_id}: {err}") from err

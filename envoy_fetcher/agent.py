@@ -184,6 +184,7 @@ class Fetcher:
             "NJ_LISTENER_PORT": s.listener_port,
             "NJ_LISTENER_ADDRESS": s.bind_address(),
             "NJ_ADMIN_PORT": s.admin_port,
+            "NJ_CONFIG_DIR": str(s.config_dir),
         }
 
     def _digest_path(self, version: str) -> str:
