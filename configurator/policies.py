@@ -74,12 +74,13 @@ class HealthCheck:
 
 @dataclass(frozen=True)
 class Outlier:
-    """Outlier detection; unset parts are Envoy's own defaults, written out."""
+    """Outlier detection; unset parts are Envoy's own defaults, written out, except
+    ``max_percent``: Envoy's 10 % never ejects a host of a service with fewer than 10 tasks."""
 
     consecutive_5xx: int = 5
     interval_ms: int = 10_000
     eject_ms: int = 30_000
-    max_percent: int = 10
+    max_percent: int = 50
 
 
 @dataclass(frozen=True)
