@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from configurator.discovery import SETTINGS_INSTANCE, RawNamespace, RawService
+from configurator.policies import DEFAULT_POLICIES, POLICY_KEYS, Policies, read_policies
 from shared.models import NAME_RE, NAME_RULE, Problem
 
 PATH_FORM = re.compile(r"^/(?:[A-Za-z0-9._~!$&()*+,;=:@/-]|%[0-9A-Fa-f]{2}){0,511}$")
@@ -22,6 +23,13 @@ HTTP2_ON = {"yes", "true", "enabled", "active", "1", "http2"}
 HTTP2_OFF = {"", "no", "false", "disabled", "inactive", "0", "http1", "http1.1"}
 VISIBILITY_PREFIXES = (("[private]", True), ("[public]", False), ("?", True))
 IGNORED_PREFIX = "AWS_"
+# [header:<name>=<value>]/path, optionally [private,header:...] or [public,header:...]. The
+# name is an RFC 7230 token; the value printable ASCII without spaces. The path part cannot
+# contain ']', so the value runs to the last ']'.
+HEADER_ROUTE_FORM = re.compile(
+    r"^\[(?:(private|public),)?header:([!#$%&'*+.^_`|~0-9A-Za-z-]{1,100})=([\x21-\x7e]{1,256})\]"
+    r"(/[^\]]*|\*)$"
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class RouteDecl:
     path: str
     private: bool
     weight: int
+    header: tuple[str, str] | None = None  # (lower-case name, exact value) of a header route
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class ServiceColor:
     http2: bool
     routes: tuple[RouteDecl, ...]
     endpoints: tuple[Endpoint, ...]
+    policies: Policies = DEFAULT_POLICIES
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,15 @@ def parse_route_key(key: str) -> tuple[str, bool] | None:
     return (CATCH_ALL if key == "/" else key), private
 
 
+def parse_header_route_key(key: str) -> tuple[str, bool, tuple[str, str]] | None:
+    """``(path, private, (header name, value))`` for a header route key, or None."""
+    match = HEADER_ROUTE_FORM.match(key)
+    if match is None:
+        return None
+    visibility, name, value, path = match.groups()
+    return (CATCH_ALL if path == "/" else path), visibility == "private", (name.lower(), value)
+
+
 def parse_weight(value: str) -> int | None:
     """An integer weight 0..1000000, or None."""
     text = value.strip()
@@ -107,7 +126,7 @@ def parse_endpoint(attributes: dict[str, str]) -> Endpoint | str:
 
 def _read_settings(
     attributes: dict[str, str], problems: _Problems
-) -> tuple[str, str, bool, tuple[RouteDecl, ...]] | None:
+) -> tuple[str, str, bool, tuple[RouteDecl, ...], Policies] | None:
     names = []
     for key in ("SERVICE", "COLOR"):
         value = attributes.get(key)
@@ -122,19 +141,37 @@ def _read_settings(
     http2 = False
     routes = []
     for key, value in sorted(attributes.items()):
-        if key in ("SERVICE", "COLOR") or key.startswith(IGNORED_PREFIX):
+        if key in ("SERVICE", "COLOR") or key in POLICY_KEYS or key.startswith(IGNORED_PREFIX):
             continue
         if key == "HTTP2":
             http2 = _read_http2(value, problems)
             continue
-        route = parse_route_key(key)
-        if route is None:
-            problems.add(f"attribute {key!r}", "unknown attribute; it is ignored")
-            continue
-        decl = _read_route(route, key, value, problems)
+        decl = _read_route_attribute(key, value, problems)
         if decl is not None:
             routes.append(decl)
-    return names[0], names[1], http2, tuple(routes)
+    policies = read_policies(attributes, problems.add)
+    return names[0], names[1], http2, tuple(routes), policies
+
+
+def _read_route_attribute(key: str, value: str, problems: _Problems) -> RouteDecl | None:
+    if key.startswith("[") and "header:" in key:
+        header_route = parse_header_route_key(key)
+        if header_route is None:
+            problems.add(
+                f"attribute {key!r}",
+                "header route keys are [header:<name>=<value>]/path or"
+                " [private,header:<name>=<value>]/path (name: RFC 7230 token, value: printable"
+                " ASCII without spaces); the route is dropped",
+            )
+            return None
+        path, private, header = header_route
+        decl = _read_route((path, private), key, value, problems)
+        return None if decl is None else RouteDecl(path, private, decl.weight, header)
+    route = parse_route_key(key)
+    if route is None:
+        problems.add(f"attribute {key!r}", "unknown attribute; it is ignored")
+        return None
+    return _read_route(route, key, value, problems)
 
 
 def _read_http2(value: str, problems: _Problems) -> bool:
@@ -189,8 +226,9 @@ def read_service(
     problems.extend(found.items)
     if parsed is None:
         return None
-    name, color, http2, routes = parsed
-    return ServiceColor(name, color, http2, routes, tuple(sorted(set(endpoints), key=_ep_key)))
+    name, color, http2, routes, policies = parsed
+    eps = tuple(sorted(set(endpoints), key=_ep_key))
+    return ServiceColor(name, color, http2, routes, eps, policies)
 
 
 def _ep_key(endpoint: Endpoint) -> tuple[int, int]:

@@ -13,14 +13,14 @@ Contexts are documented field by field in docs/templates.md.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from configurator.conventions import CATCH_ALL, NamespaceModel, ServiceColor
+from configurator.policies import ROUTE_FIELDS, ROUTE_KEYS, RoutePolicy, format_duration
 from shared.digest import sha256_hex
 from shared.models import Problem, gateway_node_id, sidecar_node_id
-
-CONNECT_TIMEOUT = "2s"
+from shared.placeholders import ADMIN_PORT, CONFIG_DIR, LISTENER_PORT
 
 
 def q(value: str) -> str:
@@ -28,7 +28,7 @@ def q(value: str) -> str:
     return json.dumps(value)
 
 
-PER_NODE_FIELDS = ("node_id", "service", "color")
+PER_NODE_FIELDS = ("node_id", "service", "color", "service_member")
 """The only context fields that differ between the sidecars of a namespace.
 
 Each is also an attribute of ``NodeContext``; ``NodeContext.context`` is ``shared`` plus these
@@ -57,6 +57,11 @@ class NodeContext:
         return self.service is None
 
     @property
+    def service_member(self) -> str:
+        """nightjar-mesh's name for the node id (its templates use ``service_member``)."""
+        return self.node_id
+
+    @property
     def per_node(self) -> dict[str, Any]:
         """This node's ``PER_NODE_FIELDS`` as context values (JSON scalars)."""
         values = ((f, getattr(self, f)) for f in PER_NODE_FIELDS)
@@ -73,6 +78,15 @@ class _Route:
     path: str
     private: bool
     weights: tuple[tuple[str, int], ...]  # (cluster name, weight) in cluster-name order
+    header: tuple[str, str] | None = None
+    policy: RoutePolicy = RoutePolicy()
+
+    @property
+    def label(self) -> str:
+        """The route as an operator writes its key: ``/tuna`` or ``[header:x=1]/tuna``."""
+        return (
+            f"[header:{self.header[0]}={self.header[1]}]{self.path}" if self.header else self.path
+        )
 
 
 def cluster_name(sc: ServiceColor) -> str:
@@ -80,32 +94,118 @@ def cluster_name(sc: ServiceColor) -> str:
     return f"{sc.service}/{sc.color}"
 
 
+def eds_file_name(cluster: str) -> str:
+    """The bundle file holding a cluster's endpoints (one ClusterLoadAssignment per file)."""
+    return f"eds-{sha256_hex(cluster.encode())[:16]}.yaml"
+
+
+_Decl = tuple[ServiceColor, bool, int]
+_RouteKey = tuple[str, tuple[str, str] | None]
+
+
 def merge_routes(ns: NamespaceModel, problems: list[Problem]) -> list[_Route]:
-    """One route per distinct path, most specific first, catch-all last."""
-    by_path: dict[str, list[tuple[ServiceColor, bool, int]]] = {}
+    """One route per distinct path (and header match), most specific first, catch-all last."""
+    by_key: dict[_RouteKey, list[_Decl]] = {}
     for sc in ns.service_colors:
         for decl in sc.routes:
-            by_path.setdefault(decl.path, []).append((sc, decl.private, decl.weight))
+            by_key.setdefault((decl.path, decl.header), []).append((sc, decl.private, decl.weight))
     routes = []
-    for path, decls in by_path.items():
+    for (path, header), decls in by_key.items():
         visibility = {private for _, private, _ in decls}
+        weights = tuple(sorted((cluster_name(sc), w) for sc, _, w in decls))
+        route = _Route(path, True in visibility, weights, header)
         if len(visibility) > 1:
             problems.append(
                 Problem(
                     where=ns.name,
-                    item=f"route {path!r}",
+                    item=f"route {route.label!r}",
                     reason="declared public by some colors and private by others; kept private",
                 )
             )
-        weights = tuple(sorted((cluster_name(sc), w) for sc, _, w in decls))
-        routes.append(_Route(path, True in visibility, weights))
+        routes.append(replace(route, policy=_route_policy(ns.name, route.label, decls, problems)))
     return sorted(routes, key=_route_order)
 
 
-def _route_order(route: _Route) -> tuple[int, int, str]:
+def _route_policy(
+    where: str, label: str, decls: list[_Decl], problems: list[Problem]
+) -> RoutePolicy:
+    """The policy of the color with the largest weight on the route (ties: cluster name order);
+    each route-level key the colors disagree on is a problem."""
+    ranked = sorted(decls, key=lambda d: (-d[2], cluster_name(d[0])))
+    winner = ranked[0][0]
+    for key in ROUTE_KEYS:
+        values = {getattr(sc.policies.route, ROUTE_FIELDS[key]) for sc, _, _ in decls}
+        if len(values) > 1:
+            said = ", ".join(
+                f"{cluster_name(sc)}: {sc.policies.route.text(key)}" for sc, _, _ in ranked
+            )
+            problems.append(
+                Problem(
+                    where=where,
+                    item=f"route {label!r} {key}",
+                    reason=f"colors disagree ({said}); {cluster_name(winner)}'s value applies"
+                    " (largest weight on the route, ties by cluster name)",
+                )
+            )
+    return winner.policies.route
+
+
+def _route_order(route: _Route) -> tuple[int, int, str, int, tuple[str, str]]:
+    header = (0, route.header) if route.header else (1, ("", ""))
     if route.path == CATCH_ALL:
-        return (1, 0, "")
-    return (0, -len(route.path), route.path)
+        return (1, 0, "", *header)
+    return (0, -len(route.path), route.path, *header)
+
+
+def _route_policy_context(policy: RoutePolicy) -> dict[str, Any]:
+    retries, fault, limit = policy.retries, policy.fault, policy.rate_limit
+    return {
+        "timeout": q(format_duration(policy.timeout_ms)),
+        "has_retry_policy": retries.num > 0,
+        "retry_on": q(",".join(retries.on)),
+        "num_retries": retries.num,
+        "has_per_try_timeout": retries.per_try_ms is not None,
+        "per_try_timeout": q(format_duration(retries.per_try_ms or 0)),
+        "has_fault": fault is not None,
+        "has_fault_delay": fault is not None and fault.delay_ms is not None,
+        "fault_delay": q(format_duration(fault.delay_ms or 0) if fault else "0s"),
+        "fault_delay_percent": fault.delay_percent if fault else 0,
+        "has_fault_abort": fault is not None and fault.abort_status is not None,
+        "fault_abort_status": (fault.abort_status or 0) if fault else 0,
+        "fault_abort_percent": fault.abort_percent if fault else 0,
+        "has_rate_limit": limit is not None,
+        "rate_limit_tokens": limit.tokens if limit else 0,
+        "rate_limit_fill_interval": q(format_duration(limit.interval_ms if limit else 0)),
+        "has_per_filter_config": fault is not None or limit is not None,
+    }
+
+
+def _header_context(route: _Route) -> dict[str, Any]:
+    filters = []
+    if route.header:
+        name, value = route.header
+        filters.append(
+            {
+                "header_name": q(name),
+                "header_value": q(value),
+                # nightjar-mesh's header_filters fields
+                "name": q(name),
+                "match": q(value),
+                "is_exact_match": True,
+                "is_regex_match": False,
+                "is_present_match": False,
+                "is_prefix_match": False,
+                "is_suffix_match": False,
+                "invert_match": False,
+                "case_sensitive": True,
+            }
+        )
+    return {
+        "has_header_match": bool(filters),
+        "header_matches": filters,
+        "has_header_filters": bool(filters),
+        "header_filters": filters,
+    }
 
 
 def _route_context(route: _Route, blocked: bool = False) -> dict[str, Any]:
@@ -119,18 +219,73 @@ def _route_context(route: _Route, blocked: bool = False) -> dict[str, Any]:
         "has_many_clusters": len(live) > 1,
         "total_cluster_weight": sum(weight for _, weight in live),
         "clusters": [{"cluster_name": q(name), "route_weight": weight} for name, weight in live],
+        **_header_context(route),
+        **_route_policy_context(route.policy),
+        # nightjar-mesh's names for the same facts
+        "has_one_cluster": len(live) == 1,
+        "path_is_prefix": True,
+        "path_is_exact": False,
+        "path_is_regex": False,
+        "path_is_case_sensitive": True,
+        "has_query_filters": False,
+        "query_filters": [],
     }
 
 
+def _cluster_policy_context(sc: ServiceColor) -> dict[str, Any]:
+    policy = sc.policies.cluster
+    check, outlier, limits = policy.health_check, policy.outlier, policy.limits
+    context: dict[str, Any] = {
+        "lb_policy": q(policy.lb),
+        "connect_timeout": q(format_duration(policy.connect_timeout_ms)),
+        "has_health_check": check is not None,
+        "has_outlier_detection": outlier is not None,
+        "has_circuit_breakers": limits is not None,
+    }
+    if check is not None:
+        context["health_check"] = {
+            "path": q(check.path),
+            "interval": q(format_duration(check.interval_ms)),
+            "timeout": q(format_duration(check.timeout_ms)),
+            "healthy_threshold": check.healthy,
+            "unhealthy_threshold": check.unhealthy,
+        }
+    if outlier is not None:
+        context["outlier_detection"] = {
+            "consecutive_5xx": outlier.consecutive_5xx,
+            "interval": q(format_duration(outlier.interval_ms)),
+            "base_ejection_time": q(format_duration(outlier.eject_ms)),
+            "max_ejection_percent": outlier.max_percent,
+        }
+    if limits is not None:
+        context["circuit_breakers"] = {
+            "max_connections": limits.connections,
+            "max_pending_requests": limits.pending,
+            "max_requests": limits.requests,
+            "max_retries": limits.retries,
+        }
+    return context
+
+
 def _cluster_context(sc: ServiceColor) -> dict[str, Any]:
+    name = cluster_name(sc)
+    eds_file = eds_file_name(name)
     return {
-        "cluster_name": q(cluster_name(sc)),
+        "cluster_name": q(name),
         "service": q(sc.service),
         "color": q(sc.color),
         "uses_http2": sc.http2,
-        "connect_timeout": q(CONNECT_TIMEOUT),
         "has_endpoints": bool(sc.endpoints),
         "endpoints": [{"host": q(ep.host), "port": ep.port} for ep in sc.endpoints],
+        "eds_file": eds_file,
+        "eds_path": q(f"${{{CONFIG_DIR}}}/current/{eds_file}"),
+        "eds_watched_directory": q(f"${{{CONFIG_DIR}}}"),
+        **_cluster_policy_context(sc),
+        # nightjar-mesh's names for the same facts
+        "name": q(name),
+        "hosts_are_ipv4": True,
+        "hosts_are_ipv6": False,
+        "hosts_are_hostname": False,
     }
 
 
@@ -139,6 +294,7 @@ def _shared_context(ns: NamespaceModel, routes: list[_Route], gateway: bool) -> 
     # A gateway must not serve private paths even when a shorter public prefix covers them
     # (?/tuna/admin under /tuna): they stay in their place in the order, answering 404.
     visible = [_route_context(r, blocked=gateway and r.private) for r in routes]
+    served = [r for r in visible if r["has_clusters"]]
     clusters = [_cluster_context(sc) for sc in ns.service_colors]
     return {
         "namespace": q(ns.name),
@@ -150,10 +306,19 @@ def _shared_context(ns: NamespaceModel, routes: list[_Route], gateway: bool) -> 
                 "route_config_name": q(f"{name}-routes"),
                 "has_routes": bool(visible),
                 "routes": visible,
+                "uses_fault_filter": any(r["has_fault"] for r in served),
+                "uses_rate_limit_filter": any(r["has_rate_limit"] for r in served),
+                # nightjar-mesh's names: the port is filled per task by the fetcher
+                "has_mesh_port": True,
+                "mesh_port": f"${{{LISTENER_PORT}}}",
             }
         ],
         "has_clusters": bool(clusters),
         "clusters": clusters,
+        # nightjar-mesh's names (schema v1 of its proxy input)
+        "network_name": q(ns.name),
+        "has_admin_port": True,
+        "admin_port": f"${{{ADMIN_PORT}}}",
     }
 
 

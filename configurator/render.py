@@ -25,6 +25,9 @@ from shared.models import FILE_NAME_RE, GATEWAY, LDS_FILE
 
 MAX_TEMPLATE_BYTES = 1 << 20
 PROBE = "nightjar-render-probe-6f1d"  # stands in for per-node values to detect node-independence
+# Rendered once per entry of the context's ``clusters`` (that cluster's fields over the node's)
+# into the file the cluster's ``eds_file`` names; a render that is only whitespace ships nothing.
+PER_CLUSTER_TEMPLATE = "eds.yaml"
 
 
 def default_templates_dir() -> Path:
@@ -113,18 +116,38 @@ def render_node(templates: TemplateSet, node: NodeContext) -> dict[str, bytes]:
 def _render(templates: TemplateSet, context: dict[str, Any], node_id: str) -> dict[str, bytes]:
     files = {}
     for name, source in sorted(templates.sources.items()):
-        try:
-            rendered = chevron.render(
-                source,
-                context,
-                partials_path=None,  # partials come from this node's templates, never from disk
-                partials_dict=templates.sources,
-                warn=False,
-            )
-        except Exception as err:  # chevron raises bare exceptions for syntax errors
-            raise TemplateError(f"template {name} for node {node_id}: {err}") from err
-        files[name] = rendered.encode()
+        if name == PER_CLUSTER_TEMPLATE:
+            files.update(_render_per_cluster(templates, source, context, node_id))
+        else:
+            files[name] = _render_one(templates, name, source, context, node_id).encode()
     return files
+
+
+def _render_per_cluster(
+    templates: TemplateSet, source: str, context: dict[str, Any], node_id: str
+) -> dict[str, bytes]:
+    files = {}
+    for cluster in context.get("clusters", []):
+        merged = {**context, **cluster}
+        text = _render_one(templates, PER_CLUSTER_TEMPLATE, source, merged, node_id)
+        if text.strip():
+            files[str(cluster["eds_file"])] = text.encode()
+    return files
+
+
+def _render_one(
+    templates: TemplateSet, name: str, source: str, context: dict[str, Any], node_id: str
+) -> str:
+    try:
+        return chevron.render(
+            source,
+            context,
+            partials_path=None,  # partials come from this node's templates, never from disk
+            partials_dict=templates.sources,
+            warn=False,
+        )
+    except Exception as err:  # chevron raises bare exceptions for syntax errors
+        raise TemplateError(f"template {name} for node {node_id}: {err}") from err
 
 
 class RenderCache:

@@ -1,7 +1,10 @@
 """Validate: rendered files must parse, and Envoy itself must accept the node's resources.
 
 ``lds.yaml`` and ``cds.yaml`` are file-based xDS documents; their resources are moved into the
-``static_resources`` of a throwaway bootstrap and checked with ``envoy --mode validate``. Results
+``static_resources`` of a throwaway bootstrap and checked with ``envoy --mode validate``. A
+cluster that reads its endpoints from a file of the bundle (file-based EDS) must find exactly one
+ClusterLoadAssignment named like it there; the validator inlines it into a STATIC copy of the
+cluster, so Envoy checks the endpoints too. Results
 are cached by the digest of the files, so identical nodes (most sidecars of a namespace) are
 validated once. Without an envoy binary only the parse-level checks run (said once in the log).
 """
@@ -20,7 +23,7 @@ import yaml
 from shared.digest import sha256_hex
 from shared.logs import get_logger
 from shared.models import CDS_FILE, LDS_FILE
-from shared.placeholders import fill_placeholders, task_values
+from shared.placeholders import CONFIG_DIR, fill_placeholders, task_values
 
 log = get_logger(__name__)
 
@@ -28,7 +31,11 @@ RESOURCE_TYPES = {
     LDS_FILE: ("listeners", "type.googleapis.com/envoy.config.listener.v3.Listener"),
     CDS_FILE: ("clusters", "type.googleapis.com/envoy.config.cluster.v3.Cluster"),
 }
-SAMPLE_TASK_VALUES = task_values(listener_address="127.0.0.1", listener_port=15001, admin_port=9901)
+SAMPLE_TASK_VALUES = task_values(
+    listener_address="127.0.0.1", listener_port=15001, admin_port=9901, config_dir="/etc/nightjar"
+)
+ASSIGNMENT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+BUNDLE_DIR = f"{SAMPLE_TASK_VALUES[CONFIG_DIR]}/current/"
 ENVOY_TIMEOUT = 60
 
 
@@ -58,7 +65,53 @@ def parse_files(files: dict[str, bytes]) -> tuple[dict[str, Any], list[str]]:
             errors.append(f"{name} is missing; every node needs it")
         elif name in parsed:
             errors.extend(_check_resources(name, parsed[name], type_url))
+    if not errors:
+        for cluster in parsed["cds.yaml"]["resources"]:
+            errors.extend(_check_endpoint_file(cluster, parsed))
     return parsed, errors
+
+
+def _endpoint_file(cluster: dict[str, Any]) -> str | None:
+    """The bundle file a file-based EDS cluster reads (as the path names it), else None."""
+    source = (cluster.get("eds_cluster_config") or {}).get("eds_config") or {}
+    path = (
+        (source.get("path_config_source") or {}).get("path")
+        if cluster.get("type") == "EDS"
+        else None
+    )
+    return path if isinstance(path, str) else None
+
+
+def _check_endpoint_file(cluster: Any, parsed: dict[str, Any]) -> list[str]:
+    path = _endpoint_file(cluster) if isinstance(cluster, dict) else None
+    if path is None:
+        return []
+    name = path.removeprefix(BUNDLE_DIR)
+    where = f"cluster {cluster.get('name')!r} reads endpoints from {path!r}"
+    if name == path or "/" in name:
+        return [f"{where}; endpoint files must be ${{NJ_CONFIG_DIR}}/current/<file of the bundle>"]
+    if name not in parsed:
+        return [f"{where}, which the node does not carry (or which does not parse)"]
+    doc = parsed[name]
+    resources = doc.get("resources") if isinstance(doc, dict) else None
+    if not isinstance(resources, list) or len(resources) != 1 or not isinstance(resources[0], dict):
+        return [f"{name} must hold exactly one ClusterLoadAssignment (Envoy reads one per file)"]
+    wanted = (cluster.get("eds_cluster_config") or {}).get("service_name") or cluster.get("name")
+    got = resources[0]
+    if got.get("@type") != ASSIGNMENT or got.get("cluster_name") != wanted:
+        return [f"{name} must be the ClusterLoadAssignment of {wanted!r} (@type {ASSIGNMENT})"]
+    return []
+
+
+def _inline_endpoints(cluster: dict[str, Any], parsed: dict[str, Any]) -> dict[str, Any]:
+    """A STATIC copy of a file-based EDS cluster, its endpoint file inlined."""
+    path = _endpoint_file(cluster)
+    if path is None:
+        return cluster
+    assignment = parsed[path.removeprefix(BUNDLE_DIR)]["resources"][0]
+    static = {k: v for k, v in cluster.items() if k not in ("eds_cluster_config", "type")}
+    load = {k: v for k, v in assignment.items() if k != "@type"}
+    return {**static, "type": "STATIC", "load_assignment": load}
 
 
 def _check_resources(name: str, doc: Any, type_url: str) -> list[str]:
@@ -78,11 +131,11 @@ def _check_resources(name: str, doc: Any, type_url: str) -> list[str]:
 def fill_sample_values(files: dict[str, bytes]) -> dict[str, bytes]:
     """The files with per-task placeholders filled by sample values (as a fetcher would)."""
     filled = dict(files)
-    for name in RESOURCE_TYPES:
+    for name, data in files.items():
         try:
-            filled[name] = fill_placeholders(files[name], SAMPLE_TASK_VALUES)
-        except (KeyError, UnicodeDecodeError):
-            pass  # missing or not text: parse_files reports it
+            filled[name] = fill_placeholders(data, SAMPLE_TASK_VALUES)
+        except UnicodeDecodeError:
+            pass  # not text: parse_files reports it
     return filled
 
 
@@ -92,6 +145,7 @@ def compose_bootstrap(parsed: dict[str, Any]) -> dict[str, Any]:
     for name, (section, _) in RESOURCE_TYPES.items():
         resources = parsed[name]["resources"]
         static[section] = [{k: v for k, v in r.items() if k != "@type"} for r in resources]
+    static["clusters"] = [_inline_endpoints(c, parsed) for c in static["clusters"]]
     return {"node": {"id": "nightjar-validate", "cluster": "nightjar"}, "static_resources": static}
 
 

@@ -28,7 +28,7 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from sandbox.backends import Backend
+from sandbox.backends import Backend, Behaviour
 from sandbox.cloudmap import (
     FISH,
     CloudMapService,
@@ -43,6 +43,8 @@ BUCKET = "nightjar-demo"
 GATEWAY = f"{FISH}/gateway"
 REQUESTS = 400
 COLORS = ("tuna-blue", "tuna-green")
+STEPS = 10
+CANARY = {"x-canary": "1"}
 
 
 class DemoFailed(Exception):
@@ -59,6 +61,8 @@ def tuna_settings(color: str, weight: int) -> dict[str, str]:
     settings = {"SERVICE": "tuna", "COLOR": color, "/tuna": str(weight)}
     if color == "blue":
         settings["[private]/tuna/admin"] = "1"
+    else:
+        settings["[header:x-canary=1]/tuna"] = "1"  # testers reach green whatever its weight
     return settings
 
 
@@ -81,7 +85,7 @@ class Demo:
 
     def step(self, text: str) -> None:
         self.step_no += 1
-        self.say(f"\n[{self.step_no}/8] {text}")
+        self.say(f"\n[{self.step_no}/{STEPS}] {text}")
 
     # -- infrastructure ---------------------------------------------------------------------
     @contextmanager
@@ -169,10 +173,11 @@ class Demo:
             log.close()
 
     # -- HTTP through Envoy -----------------------------------------------------------------
-    def get(self, path: str) -> tuple[int, str]:
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
         url = f"http://127.0.0.1:{self.listener_port}{path}"
+        request = urllib.request.Request(url, headers=headers or {})
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=5) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as err:
             return err.code, ""
@@ -188,10 +193,12 @@ class Demo:
             time.sleep(0.1)
         raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what}")
 
-    def split(self, n: int = REQUESTS) -> Counter[str]:
+    def split(
+        self, n: int = REQUESTS, path: str = "/tuna", headers: dict[str, str] | None = None
+    ) -> Counter[str]:
         seen: Counter[str] = Counter()
         for _ in range(n):
-            status, body = self.get("/tuna")
+            status, body = self.get(path, headers)
             seen[body if status == 200 else f"HTTP {status}"] += 1
         return seen
 
@@ -228,9 +235,22 @@ class Demo:
             [Task("127.0.0.1", str(self.backends["salmon-blue"].port))],
         )
         self.ids["salmon-blue"] = register(self.cloudmap, ns_id, salmon)
+        # one backend failing every other request, reached on two paths: with and without retries
+        self.backends["flaky"] = flaky = Backend("flaky", Behaviour(fail_every=2))
+        for name, settings in (
+            (
+                "flaky-blue",
+                {"SERVICE": "flaky", "COLOR": "blue", "/flaky": "1", "RETRIES": "2 on=5xx"},
+            ),
+            ("raw-blue", {"SERVICE": "raw", "COLOR": "blue", "/raw": "1"}),
+        ):
+            service = CloudMapService(name, settings, [Task("127.0.0.1", str(flaky.port))])
+            self.ids[name] = register(self.cloudmap, ns_id, service)
         self.say("    tuna-blue   /tuna=90  [private]/tuna/admin=1")
-        self.say("    tuna-green  /tuna=10")
+        self.say("    tuna-green  /tuna=10  [header:x-canary=1]/tuna=1")
         self.say("    salmon-blue /salmon=1")
+        self.say("    flaky-blue  /flaky=1  RETRIES='2 on=5xx'   (a backend failing every other")
+        self.say("    raw-blue    /raw=1                        request, behind both paths)")
 
     def close_backends(self) -> None:
         for backend in self.backends.values():
@@ -266,6 +286,22 @@ class Demo:
             self.say(f"    private path /tuna/admin through the gateway: HTTP {status}")
             if status != 404:
                 raise DemoFailed(f"/tuna/admin answered {status}; it must not be routed")
+
+            self.step("header-routed canary: requests carrying x-canary: 1")
+            canary = self.split(100, headers=CANARY)
+            self.say(f"    with x-canary: 1    -> {dict(canary)}")
+            if canary != Counter({"tuna-green": 100}):
+                raise DemoFailed(f"canary requests reached {dict(canary)}, expected green only")
+
+            self.step("retries masking a backend that fails every other request")
+            raw, retried = self.split(200, "/raw"), self.split(200, "/flaky")
+            for label, seen in (
+                ("/raw   (no RETRIES)", raw),
+                ("/flaky (RETRIES=2 on=5xx)", retried),
+            ):
+                self.say(f"    {label:<27}-> {seen['flaky']} x 200, {seen['HTTP 503']} x 503")
+            if retried["flaky"] < 198 or raw["HTTP 503"] < 60:
+                raise DemoFailed(f"retries did not mask the failures: {raw} vs {retried}")
 
             self.step("cutover: weights blue 0 / green 100 in Cloud Map, one configurator cycle")
             update_settings(self.cloudmap, self.ids["tuna-blue"], tuna_settings("blue", 0))

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,8 +120,11 @@ class AdminClient:
             return str(response.read().decode())
 
     def counters(self) -> dict[str, int]:
-        """The update counters (missing ones are 0)."""
-        text = self._request("/stats?filter=^(listener_manager.lds|cluster_manager.cds).update_")
+        """The LDS, CDS and per-cluster (EDS) update counters (missing LDS/CDS ones are 0)."""
+        pattern = (
+            r"^(listener_manager\.lds|cluster_manager\.cds|cluster\..+)\.update_(success|rejected)$"
+        )
+        text = self._request("/stats?filter=" + urllib.parse.quote(pattern))
         return parse_counters(text)
 
     def ready(self) -> bool:
@@ -138,23 +142,38 @@ class AdminClient:
                 log.warning("envoy.drain_failed", path=path, error=str(err))
 
 
+def _is_update_counter(name: str) -> bool:
+    return name in COUNTERS or (
+        name.startswith("cluster.") and name.endswith((".update_success", ".update_rejected"))
+    )
+
+
 def parse_counters(text: str) -> dict[str, int]:
-    """The update counters from ``/stats`` text (``name: value`` lines; missing ones are 0)."""
+    """Update counters from ``/stats`` text (``name: value`` lines); LDS/CDS default to 0.
+
+    Besides LDS and CDS, every cluster's ``cluster.<name>.update_success|rejected``: a cluster
+    fed by a file-based EDS resource reports its endpoint file there.
+    """
     values = dict.fromkeys(COUNTERS, 0)
     for line in text.splitlines():
         name, _, value = line.partition(": ")
-        if name in values and value.strip().isdigit():
+        if _is_update_counter(name) and value.strip().isdigit():
             values[name] = int(value)
     return values
 
 
 def judge(before: dict[str, int], now: dict[str, int]) -> Verdict | None:
-    """Rejected if a rejected counter moved, accepted once both success counters moved."""
-    if any(now[c] > before[c] for c in COUNTERS if c.endswith("rejected")):
+    """Rejected if any rejected counter moved (an endpoint file included); accepted once the LDS
+    and CDS success counters moved and so did every EDS cluster that had taken an update before
+    (a swap re-reads every watched file; STATIC clusters never count an update)."""
+    if any(v > before.get(c, 0) for c, v in now.items() if c.endswith("rejected")):
         return "rejected"
-    if all(now[c] > before[c] for c in COUNTERS if c.endswith("success")):
-        return "accepted"
-    return None
+    moved = [
+        now[c] > before[c]
+        for c in before
+        if c.endswith("success") and c in now and (c in COUNTERS or before[c] > 0)
+    ]
+    return "accepted" if all(moved) else None
 
 
 def await_verdict(

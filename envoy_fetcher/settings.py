@@ -35,6 +35,17 @@ class FetcherSettings(NightjarSettings):
     drain_seconds: float = Field(default=5.0, ge=0, description="graceful drain before stop")
     confirm_seconds: float = Field(default=15.0, gt=0, description="wait for Envoy to accept")
 
+    @field_validator("config_dir")
+    @classmethod
+    def _config_dir_form(cls, value: Path) -> Path:
+        # The path is filled into quoted strings of the bundle's YAML (${NJ_CONFIG_DIR}).
+        text = str(value)
+        if any(c in text for c in '"\\') or not text.isprintable():
+            raise ValueError(
+                f"config dir {text!r} must not contain quotes, backslashes or controls"
+            )
+        return value
+
     @field_validator("node")
     @classmethod
     def _node_form(cls, value: str) -> str:
@@ -59,4 +70,6 @@ class FetcherSettings(NightjarSettings):
 
     def task_values(self) -> dict[str, str | int]:
         """The per-task placeholder values this fetcher fills into every release."""
-        return task_values(self.bind_address(), self.listener_port, self.admin_port)
+        return task_values(
+            self.bind_address(), self.listener_port, self.admin_port, str(self.config_dir)
+        )

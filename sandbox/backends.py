@@ -1,28 +1,52 @@
-"""Real HTTP backends on 127.0.0.1 that answer with their own name."""
+"""Real HTTP backends on 127.0.0.1 that answer with their own name, optionally misbehaving."""
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How a backend misbehaves: every answer's status, every Nth failing, slowness, health."""
+
+    status: int = 200  # status of every answer to a path other than /health
+    fail_every: int = 0  # every Nth such request answers 503 instead (2 = every other one)
+    delay: float = 0.0  # seconds to wait before answering such a request
+    health: int = 200  # status of GET /health
 
 
 class Backend:
     """A loopback HTTP server answering ``<name>`` to every GET."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, behaviour: Behaviour | None = None) -> None:
         self.name = name
+        self.behaviour = how = behaviour or Behaviour()
         body = name.encode()
+        counter = itertools.count(1)
+        lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802
-                self.send_response(200)
+                status = how.health if self.path == "/health" else self._status()
+                self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _status(self) -> int:
+                with lock:
+                    n = next(counter)
+                if how.delay:
+                    time.sleep(how.delay)
+                return 503 if how.fail_every and n % how.fail_every == 0 else how.status
 
             def log_message(self, *args: object) -> None:
                 pass

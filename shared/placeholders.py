@@ -14,16 +14,20 @@ from collections.abc import Mapping
 LISTENER_ADDRESS = "NJ_LISTENER_ADDRESS"
 LISTENER_PORT = "NJ_LISTENER_PORT"
 ADMIN_PORT = "NJ_ADMIN_PORT"
-PLACEHOLDERS = (LISTENER_ADDRESS, LISTENER_PORT, ADMIN_PORT)
+CONFIG_DIR = "NJ_CONFIG_DIR"  # the fetcher's config dir: where Envoy finds current/<eds file>
+PLACEHOLDERS = (LISTENER_ADDRESS, LISTENER_PORT, ADMIN_PORT, CONFIG_DIR)
 _PATTERN = re.compile(r"\$\{(" + "|".join(PLACEHOLDERS) + r")\}")
 
 
-def task_values(listener_address: str, listener_port: int, admin_port: int) -> dict[str, str | int]:
+def task_values(
+    listener_address: str, listener_port: int, admin_port: int, config_dir: str
+) -> dict[str, str | int]:
     """The value of every placeholder for one task."""
     return {
         LISTENER_ADDRESS: listener_address,
         LISTENER_PORT: listener_port,
         ADMIN_PORT: admin_port,
+        CONFIG_DIR: config_dir,
     }
 
 

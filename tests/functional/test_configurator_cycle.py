@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from configurator.cycle import Configurator, Retention
 from configurator.discovery import CloudMapDiscovery
+from configurator.mesh import eds_file_name
 from configurator.render import TemplateLibrary
 from configurator.validate import EnvoyValidator
 from shared.models import VersionIndex
@@ -135,16 +136,24 @@ def test_fish_mesh_renders_the_expected_routes_and_clusters(aws: dict[str, Any])
 
     clusters = {c["name"]: c for c in gateway["cds.yaml"]["resources"]}
     assert set(clusters) == {n.removeprefix(f"{FISH}/") for n in sidecars}
+    # Endpoints travel in one file per cluster (file-based EDS), named in the cluster.
+    assignments = {
+        name: gateway[
+            c["eds_cluster_config"]["eds_config"]["path_config_source"]["path"].rsplit("/", 1)[-1]
+        ]["resources"][0]
+        for name, c in clusters.items()
+    }
+    assert all(a["cluster_name"] == name for name, a in assignments.items())
     endpoints = {
         name: [
             (
                 e["endpoint"]["address"]["socket_address"]["address"],
                 e["endpoint"]["address"]["socket_address"]["port_value"],
             )
-            for group in c["load_assignment"]["endpoints"]
+            for group in a["endpoints"]
             for e in group["lb_endpoints"]
         ]
-        for name, c in clusters.items()
+        for name, a in assignments.items()
     }
     assert endpoints["tuna/blue"] == [("10.0.1.1", 32769), ("10.0.1.2", 32768)]  # unhealthy out
     assert endpoints["trout/blue"] == [] and endpoints["pike/blue"] == []
@@ -249,5 +258,8 @@ def test_unhealthy_everywhere_keeps_an_empty_cluster(aws: dict[str, Any]) -> Non
     configurator = make_configurator(aws)
     assert configurator.run_cycle().outcome == "published"
     _, parsed = published(configurator)
-    clusters = {c["name"]: c for c in parsed[f"{FISH}/gateway"]["cds.yaml"]["resources"]}
-    assert clusters["sick/blue"]["load_assignment"]["endpoints"] == []
+    gateway = parsed[f"{FISH}/gateway"]
+    clusters = {c["name"]: c for c in gateway["cds.yaml"]["resources"]}
+    assert clusters["sick/blue"]["type"] == "EDS"
+    (assignment,) = gateway[eds_file_name("sick/blue")]["resources"]
+    assert assignment["cluster_name"] == "sick/blue" and assignment["endpoints"] == []

@@ -9,12 +9,16 @@ from demo.run import run_demo
 
 
 def test_the_demo_runs_every_step_and_tears_down() -> None:
-    """Split near 90/10, private path refused, cutover to 100 % green, operator views shown."""
+    """Split near 90/10, private path refused, header canary to green, retries masking a flaky
+    backend, cutover to 100 % green, operator views shown."""
     out = io.StringIO()
     code = run_demo(out)
     text = out.getvalue()
     assert code == 0, text
-    assert [int(n) for n in re.findall(r"^\[(\d)/8\]", text, re.M)] == list(range(1, 9))
+    assert [int(n) for n in re.findall(r"^\[(\d+)/10\]", text, re.M)] == list(range(1, 11))
+    assert "with x-canary: 1    -> {'tuna-green': 100}" in text
+    retried = re.search(r"/flaky \(RETRIES=2 on=5xx\)\s+-> (\d+) x 200", text)
+    assert retried is not None and int(retried.group(1)) >= 198
     assert "private path /tuna/admin through the gateway: HTTP 404" in text
     assert re.search(r"tuna-green\s+100%\s+100\.0%", text)
     assert re.search(r"Envoy served the new split [\d.]+s after the cycle started", text)

@@ -12,6 +12,7 @@ from envoy_fetcher.envoy import (
     EnvoyProcess,
     await_verdict,
     bootstrap,
+    judge,
     parse_counters,
     restart_delay,
 )
@@ -108,6 +109,34 @@ def test_verdict_needs_both_files_accepted_or_either_rejected(
     verdict = await_verdict(FakeAdmin(answers), counters(), 2.0, clock.monotonic, clock.sleep)
     assert verdict == expected
     assert clock.now <= 2.1
+
+
+EDS = "cluster.tuna/blue.update_success"
+EDS_REJECTED = "cluster.tuna/blue.update_rejected"
+STATIC = "cluster.static-one.update_success"
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        ({**counters(lds_success=1, cds_success=1), EDS: 3, STATIC: 0}, "accepted"),
+        ({**counters(lds_success=1, cds_success=1), EDS: 2, STATIC: 0}, None),
+        ({**counters(lds_success=1, cds_success=1), EDS: 3, EDS_REJECTED: 1}, "rejected"),
+        ({**counters(), "cluster.new/one.update_rejected": 1}, "rejected"),
+        (counters(lds_success=1, cds_success=1), "accepted"),  # the EDS cluster was removed
+    ],
+)
+def test_endpoint_files_count_in_the_verdict(now: dict[str, int], expected: str | None) -> None:
+    """An EDS cluster that took updates before must take this one; any rejected endpoint file
+    (even of a cluster new in the swap) rejects it; STATIC clusters, never updated, do not count."""
+    before = {**counters(), EDS: 2, STATIC: 0}
+    assert judge(before, now) == expected
+
+
+def test_cluster_update_counters_are_parsed() -> None:
+    """Per-cluster update counters are read from /stats next to the LDS/CDS ones."""
+    text = f"{EDS}: 7\n{EDS_REJECTED}: 1\ncluster.tuna/blue.upstream_rq_total: 9\n"
+    assert parse_counters(text) == {**counters(), EDS: 7, EDS_REJECTED: 1}
 
 
 def test_start_spawns_envoy_and_waits_until_ready() -> None:

@@ -144,7 +144,8 @@ def test_hostile_values_cannot_change_the_yaml_structure() -> None:
         )
         node = build_nodes(NamespaceModel("ns", (service,)), [])[1]
         files = render_node(TemplateLibrary.from_dir().for_node(node), node)
-        return {n: yaml.safe_load(d) for n, d in files.items()}
+        # the endpoint file's name is a digest of the cluster name: compare it by role
+        return {"eds" if n.startswith("eds-") else n: yaml.safe_load(d) for n, d in files.items()}
 
     benign = render("svc", "/path")
     for value in HOSTILE:
