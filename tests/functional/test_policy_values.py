@@ -69,7 +69,7 @@ def namespace(attributes: dict[str, str]) -> RawNamespace:
 
 def rendered(raw: RawNamespace) -> list[dict[str, bytes]]:
     model, _ = read_namespace(raw)
-    library = TemplateLibrary()
+    library = TemplateLibrary.from_dir()
     return [render_node(library.for_node(n), n) for n in build_nodes(model, [])]
 
 
@@ -97,7 +97,7 @@ def test_hostile_policy_values_never_break_a_cycle(
         namespaces=["fish"],
         store=MemoryBundleStore(),
         discovery=StaticDiscovery([raw]),
-        templates=TemplateLibrary(),
+        templates=TemplateLibrary.from_dir(),
         validator=VALIDATOR,
     ).run_cycle()
     assert report.outcome == "published", report.error

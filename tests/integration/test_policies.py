@@ -95,7 +95,7 @@ class PolicyMesh:
             namespaces=[FISH],
             store=S3BundleStore(s3, BUCKET, "nightjar"),
             discovery=CloudMapDiscovery(self.cloudmap),
-            templates=TemplateLibrary(),
+            templates=TemplateLibrary.from_dir(),
             validator=EnvoyValidator(find_envoy()),
         )
 
