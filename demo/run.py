@@ -28,19 +28,12 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
+from sandbox import cloudmap
 from sandbox.backends import Backend, Behaviour
-from sandbox.cloudmap import (
-    FISH,
-    CloudMapService,
-    Task,
-    create_namespace,
-    register,
-    update_settings,
-)
 
 BIN = Path(sys.executable).parent
 BUCKET = "nightjar-demo"
-GATEWAY = f"{FISH}/gateway"
+GATEWAY = f"{cloudmap.FISH}/gateway"
 REQUESTS = 400
 COLORS = ("tuna-blue", "tuna-green")
 STEPS = 10
@@ -217,24 +210,24 @@ class Demo:
     def register_mesh(self) -> None:
         self.cloudmap = self.client("servicediscovery")
         self.client("s3").create_bucket(Bucket=BUCKET)
-        ns_id = create_namespace(self.cloudmap)
+        ns_id = cloudmap.create_namespace(self.cloudmap)
         for name in ("tuna-blue", "tuna-green", "salmon-blue"):
             self.backends[name] = Backend(name)
         weights = {"tuna-blue": 90, "tuna-green": 10}
         for name in COLORS:
             color = name.split("-")[1]
-            service = CloudMapService(
+            service = cloudmap.CloudMapService(
                 name,
                 tuna_settings(color, weights[name]),
-                [Task("127.0.0.1", str(self.backends[name].port))],
+                [cloudmap.Task("127.0.0.1", str(self.backends[name].port))],
             )
-            self.ids[name] = register(self.cloudmap, ns_id, service)
-        salmon = CloudMapService(
+            self.ids[name] = cloudmap.register(self.cloudmap, ns_id, service)
+        salmon = cloudmap.CloudMapService(
             "salmon-blue",
             {"SERVICE": "salmon", "COLOR": "blue", "/salmon": "1"},
-            [Task("127.0.0.1", str(self.backends["salmon-blue"].port))],
+            [cloudmap.Task("127.0.0.1", str(self.backends["salmon-blue"].port))],
         )
-        self.ids["salmon-blue"] = register(self.cloudmap, ns_id, salmon)
+        self.ids["salmon-blue"] = cloudmap.register(self.cloudmap, ns_id, salmon)
         # one backend failing every other request, reached on two paths: with and without retries
         self.backends["flaky"] = flaky = Backend("flaky", Behaviour(fail_every=2))
         for name, settings in (
@@ -244,8 +237,10 @@ class Demo:
             ),
             ("raw-blue", {"SERVICE": "raw", "COLOR": "blue", "/raw": "1"}),
         ):
-            service = CloudMapService(name, settings, [Task("127.0.0.1", str(flaky.port))])
-            self.ids[name] = register(self.cloudmap, ns_id, service)
+            service = cloudmap.CloudMapService(
+                name, settings, [cloudmap.Task("127.0.0.1", str(flaky.port))]
+            )
+            self.ids[name] = cloudmap.register(self.cloudmap, ns_id, service)
         self.say("    tuna-blue   /tuna=90  [private]/tuna/admin=1")
         self.say("    tuna-green  /tuna=10  [header:x-canary=1]/tuna=1")
         self.say("    salmon-blue /salmon=1")
@@ -262,13 +257,16 @@ class Demo:
             endpoint = stack.enter_context(self.moto())
             self.aws_env(endpoint)
             self.say(f"    {endpoint}")
-            self.step(f"registering {FISH} in Cloud Map, with real HTTP backends")
+            self.step(f"registering {cloudmap.FISH} in Cloud Map, with real HTTP backends")
             stack.callback(self.close_backends)
             self.register_mesh()
 
             self.step("running one configurator cycle")
             self.say(
-                "    " + self.run_cli("nightjar-configurator", "once", "--namespace", FISH).strip()
+                "    "
+                + self.run_cli(
+                    "nightjar-configurator", "once", "--namespace", cloudmap.FISH
+                ).strip()
             )
             v1 = self.run_cli("nightjar", "status", "--json")
 
@@ -304,11 +302,16 @@ class Demo:
                 raise DemoFailed(f"retries did not mask the failures: {raw} vs {retried}")
 
             self.step("cutover: weights blue 0 / green 100 in Cloud Map, one configurator cycle")
-            update_settings(self.cloudmap, self.ids["tuna-blue"], tuna_settings("blue", 0))
-            update_settings(self.cloudmap, self.ids["tuna-green"], tuna_settings("green", 100))
+            cloudmap.update_settings(self.cloudmap, self.ids["tuna-blue"], tuna_settings("blue", 0))
+            cloudmap.update_settings(
+                self.cloudmap, self.ids["tuna-green"], tuna_settings("green", 100)
+            )
             started = time.monotonic()
             self.say(
-                "    " + self.run_cli("nightjar-configurator", "once", "--namespace", FISH).strip()
+                "    "
+                + self.run_cli(
+                    "nightjar-configurator", "once", "--namespace", cloudmap.FISH
+                ).strip()
             )
             self.wait_for(lambda: set(self.split(20)) == {"tuna-green"}, 60, "the new split")
             self.say(
