@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import ManifestConflictError, PreconditionFailedError, StoreError
@@ -39,25 +41,43 @@ def tamper(client: S3Client, bucket: str, key: str, data: bytes = b"tampered") -
 
 
 class FailingCloudMap:
-    """A Cloud Map client whose DiscoverInstances fails for one service, like a throttled API."""
+    """Makes Cloud Map answer DiscoverInstances for one service with an error at the HTTP
+    layer (a throttled API), so botocore's own retries run and every attempt is counted."""
 
     def __init__(self, client: Any, service_name: str, code: str = "ThrottlingException") -> None:
-        self._client = client
         self.service_name = service_name
         self.code = code
         self.failures = 0
+        client.meta.events.register_first(
+            "before-send.servicediscovery.DiscoverInstances", self._answer
+        )
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+    def _answer(self, request: Any, **_: Any) -> Any:
+        from botocore.awsrequest import AWSResponse
 
-    def discover_instances(self, **kwargs: Any) -> Any:
-        from botocore.exceptions import ClientError
+        if json.loads(request.body or b"{}").get("ServiceName") != self.service_name:
+            return None
+        self.failures += 1
+        body = json.dumps({"__type": self.code, "message": "Rate exceeded"}).encode()
+        headers = {"x-amzn-ErrorType": self.code, "Content-Type": "application/x-amz-json-1.1"}
+        return AWSResponse(request.url, 400, headers, _Raw(body))
 
-        if kwargs.get("ServiceName") == self.service_name:
-            self.failures += 1
-            error = {"Error": {"Code": self.code, "Message": "Rate exceeded"}}
-            raise ClientError(error, "DiscoverInstances")  # type: ignore[arg-type]
-        return self._client.discover_instances(**kwargs)
+
+class _Raw:
+    """The raw body botocore reads from a response."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.data
+
+
+def no_retry_backoff(monkeypatch: Any) -> None:
+    """botocore's standard-mode retries without their backoff sleeps (throttling waits ~1-3 s)."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
 
 
 def with_unchecked_file(index: Any, node: str, name: str) -> Any:
