@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import re
 import shlex
 import signal
 import subprocess
@@ -39,6 +40,7 @@ COUNTERS = (
     "cluster_manager.cds.update_rejected",
 )
 BIND_FAILURES = "listener_manager.listener_create_failure"  # a listener that could not bind
+CANNOT_BIND = re.compile(r"cannot bind '([^']+)'")
 STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
 BACKOFF_CAP = 30.0  # longest wait between restarts of a dying Envoy
 
@@ -119,6 +121,8 @@ class Admin(Protocol):
     def counters(self) -> dict[str, int]: ...
     def ready(self) -> bool: ...
     def drain(self) -> None: ...
+    def listener_errors(self) -> list[str]:
+        """Envoy's error details for listeners it failed to add (config_dump error_state)."""
 
 
 class AdminClient:
@@ -141,6 +145,14 @@ class AdminClient:
         )
         text = self._request("/stats?filter=" + urllib.parse.quote(pattern))
         return parse_counters(text)
+
+    def listener_errors(self) -> list[str]:
+        dump = json.loads(self._request("/config_dump?resource=dynamic_listeners"))
+        return [
+            str(c["error_state"].get("details", ""))
+            for c in dump.get("configs", [])
+            if isinstance(c, dict) and isinstance(c.get("error_state"), dict)
+        ]
 
     def ready(self) -> bool:
         try:
@@ -329,7 +341,7 @@ class EnvoyProcess:
         except (OSError, urllib.error.URLError):
             return verdict
         if now.get(BIND_FAILURES, 0) > before.get(BIND_FAILURES, 0):
-            where = f"port {self.listener}" if self.listener else "its listener port"
+            where = f"port {self._unbound_address()}"
             self._rejection = (
                 f"envoy cannot bind {where} ({BIND_FAILURES} counted): another process is "
                 "using it; free the port or change NJ_LISTENER_PORT"
@@ -351,6 +363,15 @@ class EnvoyProcess:
                 return True
             self.sleep(0.05)
         return False
+
+    def _unbound_address(self) -> str:
+        """The address Envoy says it could not bind, else the node's configured listener."""
+        try:
+            details = self.admin.listener_errors()
+        except (OSError, urllib.error.URLError, ValueError):
+            details = []
+        found = [m.group(1) for d in details if (m := CANNOT_BIND.search(d))]
+        return found[-1] if found else (self.listener or "of its listener")
 
     def supervise(self) -> None:
         """Restart Envoy if it exited, at most once per backoff step (1 s doubling to 30 s)."""

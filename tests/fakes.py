@@ -87,7 +87,9 @@ class FakeProxy:
     def confirm_swap(self, swap: Callable[[], None], timeout: float) -> Verdict:
         swap()
         self.swaps += 1
-        if not self.ever_started and not self.alive:  # like EnvoyProcess: the first release starts the proxy
+        if (
+            not self.ever_started and not self.alive
+        ):  # like EnvoyProcess: the first release starts the proxy
             return self.start(timeout)
         if not self.alive:
             return "unconfirmed"
@@ -115,6 +117,7 @@ class FakeAdmin:
 
     answers: list[dict[str, int] | OSError] = field(default_factory=list)
     ready_after: int = 0
+    errors: list[str] = field(default_factory=list)
     ready_calls: int = 0
     drains: int = 0
 
@@ -130,6 +133,9 @@ class FakeAdmin:
 
     def drain(self) -> None:
         self.drains += 1
+
+    def listener_errors(self) -> list[str]:
+        return list(self.errors)
 
 
 @dataclass

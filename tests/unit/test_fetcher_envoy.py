@@ -234,6 +234,9 @@ def test_a_listener_that_cannot_bind_at_start_is_a_rejection_naming_the_port() -
     assert proc.start(1.0) == "rejected"
     assert "cannot bind port 127.0.0.1:15001" in proc.rejection_reason()
     assert "listener_create_failure" in proc.rejection_reason()
+    admin.errors = ["cannot bind '127.0.0.1:9999': Address already in use"]
+    assert proc.start(1.0) == "rejected"
+    assert "cannot bind port 127.0.0.1:9999" in proc.rejection_reason()  # what Envoy says
 
 
 def test_a_bind_failure_during_a_swap_is_a_rejection() -> None:
