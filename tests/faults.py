@@ -126,3 +126,54 @@ class LostAnswerStore(MemoryBundleStore):
                 raise PreconditionFailedError("retried PUT found its own write", key=key)
             raise StoreError("connection dropped before the answer", key=key, operation="PutObject")
         return etag
+
+
+class ErrorS3:
+    """An S3 endpoint on 127.0.0.1 that answers every request with one S3 error (``code``),
+    or (``code="hang"``) accepts connections and never answers; ``accepted`` is set then."""
+
+    STATUS = {"NoSuchBucket": 404, "NoSuchKey": 404, "InvalidAccessKeyId": 403}
+
+    def __init__(self, code: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.code = code
+        self.accepted = threading.Event()
+        fault = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                fault.accepted.set()
+                if fault.code == "hang":
+                    fault.release.wait(30)
+                    return
+                body = (
+                    f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{fault.code}</Code>"
+                    f"<Message>{fault.code}</Message></Error>"
+                ).encode()
+                self.send_response(fault.STATUS.get(fault.code, 400))
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_PUT = do_GET  # noqa: N815
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.release = threading.Event()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ErrorS3:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
