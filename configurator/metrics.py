@@ -12,15 +12,18 @@ import time
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from configurator.report import CycleReport
 from shared.http_endpoint import Answer, serve_routes
+from shared.prom import counter, gauge
 
 OUTCOMES = ("published", "unchanged", "frozen", "failed")
 CYCLE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 GOOD = ("published", "unchanged")
+CALLS_HELP = "Cloud Map HTTP requests made (every botocore attempt counts once)."
+LAST = "Unix time at the end of the last good cycle (published or unchanged)."
 
 
 class Metrics:
@@ -30,44 +33,29 @@ class Metrics:
         self.clock = clock
         self.started = clock()
         self.last_good: float | None = None
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.cycles = Counter(
-            "nightjar_configurator_cycles", "Cycles run, by outcome.", ["outcome"], registry=r
+        self.registry = r = CollectorRegistry()
+        self.cycles = counter(
+            r, "nightjar_configurator_cycles", "Cycles run, by outcome.", "outcome", OUTCOMES
         )
-        for outcome in OUTCOMES:
-            self.cycles.labels(outcome)
         self.cycle_seconds = Histogram(
             "nightjar_configurator_cycle_seconds",
             "Duration of each cycle.",
             buckets=CYCLE_BUCKETS,
             registry=r,
         )
-        self.calls = Counter(
-            "nightjar_configurator_cloudmap_calls",
-            "Cloud Map HTTP requests made (every botocore attempt counts once).",
-            registry=r,
+        self.calls = counter(r, "nightjar_configurator_cloudmap_calls", CALLS_HELP)
+        self.calls_last = gauge(
+            r, "nightjar_configurator_cloudmap_calls_last_cycle", "Cloud Map requests, last cycle."
         )
-        self.calls_last = Gauge(
-            "nightjar_configurator_cloudmap_calls_last_cycle",
-            "Cloud Map requests of the last cycle.",
-            registry=r,
+        self.published = counter(
+            r, "nightjar_configurator_published_versions", "Versions published."
         )
-        self.published = Counter(
-            "nightjar_configurator_published_versions", "Versions published.", registry=r
+        self.problems = gauge(
+            r, "nightjar_configurator_problems", "Input items rejected in the last good cycle."
         )
-        self.problems = Gauge(
-            "nightjar_configurator_problems",
-            "Input items rejected in the last good cycle.",
-            registry=r,
-        )
-        self.last_success = Gauge(
-            "nightjar_configurator_last_success_timestamp_seconds",
-            "Unix time at the end of the last good cycle (published or unchanged).",
-            registry=r,
-        )
-        self.frozen = Gauge(
-            "nightjar_configurator_manifest_frozen", "1 while the manifest is frozen.", registry=r
+        self.last_success = gauge(r, "nightjar_configurator_last_success_timestamp_seconds", LAST)
+        self.frozen = gauge(
+            r, "nightjar_configurator_manifest_frozen", "1 while the manifest is frozen."
         )
 
     def render(self) -> str:

@@ -15,12 +15,21 @@ from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 from shared.http_endpoint import Answer, serve_routes
+from shared.prom import counter, gauge
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 POLL_RESULTS = ("changed", "not_modified", "missing", "error")
 RELEASE_RESULTS = ("applied", "rejected", "rolled_back", "failed")
+HELP = {
+    "poll_ts": "Unix time of the last poll that reached the store.",
+    "since": "Seconds since the last poll that reached the store (since start before one).",
+    "info": "1 for the version this node serves.",
+    "created": "Unix time the applied version was published.",
+    "age": "Seconds since the applied version was published.",
+    "rejected": "1 when the newest version tried was rejected or rolled back, else 0.",
+}
 
 
 class FetcherMetrics:
@@ -46,56 +55,23 @@ class PrometheusMetrics(FetcherMetrics):
     """The fetcher's values in a ``prometheus_client`` registry of their own."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge  # only when metrics on
+        from prometheus_client import CollectorRegistry  # only when metrics are on
 
         self.clock = clock
         self.registry: CollectorRegistry = CollectorRegistry()
-        r = self.registry
-        self.polls = Counter("nightjar_fetcher_polls", "Polls, by result.", ["result"], registry=r)
-        self.releases = Counter(
-            "nightjar_fetcher_releases", "New versions tried, by result.", ["result"], registry=r
+        r, p = self.registry, "nightjar_fetcher_"
+        self.polls = counter(r, p + "polls", "Polls, by result.", "result", POLL_RESULTS)
+        self.releases = counter(
+            r, p + "releases", "New versions tried, by result.", "result", RELEASE_RESULTS
         )
-        for result in POLL_RESULTS:
-            self.polls.labels(result)
-        for result in RELEASE_RESULTS:
-            self.releases.labels(result)
-        self.bytes = Counter(
-            "nightjar_fetcher_downloaded_bytes", "Object bytes downloaded.", registry=r
-        )
-        self.restarts = Counter(
-            "nightjar_fetcher_envoy_restarts", "Restarts of the supervised Envoy.", registry=r
-        )
-        self.last_poll = Gauge(
-            "nightjar_fetcher_last_successful_poll_timestamp_seconds",
-            "Unix time of the last poll that reached the store.",
-            registry=r,
-        )
-        self.since_poll = Gauge(
-            "nightjar_fetcher_seconds_since_last_successful_poll",
-            "Seconds since the last poll that reached the store (since start before one).",
-            registry=r,
-        )
-        self.applied = Gauge(
-            "nightjar_fetcher_applied_version_info",
-            "1 for the version this node serves.",
-            ["version"],
-            registry=r,
-        )
-        self.created = Gauge(
-            "nightjar_fetcher_applied_version_created_timestamp_seconds",
-            "Unix time the applied version was published.",
-            registry=r,
-        )
-        self.age = Gauge(
-            "nightjar_fetcher_applied_version_age_seconds",
-            "Seconds since the applied version was published.",
-            registry=r,
-        )
-        self.last_rejected = Gauge(
-            "nightjar_fetcher_last_release_rejected",
-            "1 when the newest version tried was rejected or rolled back, else 0.",
-            registry=r,
-        )
+        self.bytes = counter(r, p + "downloaded_bytes", "Object bytes downloaded.")
+        self.restarts = counter(r, p + "envoy_restarts", "Restarts of the supervised Envoy.")
+        self.last_poll = gauge(r, p + "last_successful_poll_timestamp_seconds", HELP["poll_ts"])
+        self.since_poll = gauge(r, p + "seconds_since_last_successful_poll", HELP["since"])
+        self.applied = gauge(r, p + "applied_version_info", HELP["info"], "version")
+        self.created = gauge(r, p + "applied_version_created_timestamp_seconds", HELP["created"])
+        self.age = gauge(r, p + "applied_version_age_seconds", HELP["age"])
+        self.last_rejected = gauge(r, p + "last_release_rejected", HELP["rejected"])
         self._polled_at = clock()
         self._created_at: float | None = None
         self._version: str | None = None

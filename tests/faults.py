@@ -129,22 +129,30 @@ class LostAnswerStore(MemoryBundleStore):
 
 
 class ErrorS3:
-    """An S3 endpoint on 127.0.0.1 that answers every request with one S3 error (``code``),
+    """An AWS endpoint on 127.0.0.1 that answers every request with one error (``code``),
     or (``code="hang"``) accepts connections and never answers; ``accepted`` is set then."""
 
-    STATUS = {"NoSuchBucket": 404, "NoSuchKey": 404, "InvalidAccessKeyId": 403}
+    STATUS = {
+        "NoSuchBucket": 404,
+        "NoSuchKey": 404,
+        "InvalidAccessKeyId": 403,
+        "ServiceUnavailable": 503,
+    }
 
     def __init__(self, code: str) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.code = code
+        self.requests = 0
         self.accepted = threading.Event()
         fault = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
+                fault.requests += 1
                 fault.accepted.set()
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if fault.code == "hang":
                     fault.release.wait(30)
                     return
@@ -158,7 +166,7 @@ class ErrorS3:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_PUT = do_GET  # noqa: N815
+            do_PUT = do_POST = do_GET  # noqa: N815
 
             def log_message(self, *args: object) -> None:
                 pass
