@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from typing import Any
 
 import click
@@ -14,7 +16,7 @@ from configurator.report import CycleReport
 from configurator.settings import ConfiguratorSettings
 from configurator.validate import EnvoyValidator
 from shared import __version__
-from shared.aws import make_s3_client
+from shared.aws import CONFIGURATOR, make_s3_client
 from shared.cli import build_settings, expected_errors
 from shared.envoy_bin import find_envoy
 from shared.logs import configure_logging, get_logger
@@ -65,7 +67,7 @@ def build_configurator(settings: ConfiguratorSettings, metrics: Metrics) -> Conf
     """Wire the real clients and components for ``settings``."""
     return Configurator(
         namespaces=settings.namespaces,
-        store=S3BundleStore(make_s3_client(), settings.bucket, settings.prefix),
+        store=S3BundleStore(make_s3_client(CONFIGURATOR), settings.bucket, settings.prefix),
         discovery=CloudMapDiscovery(make_cloudmap_client()),
         templates=TemplateLibrary.from_dir(settings.templates_dir),
         validator=EnvoyValidator(find_envoy(settings.envoy_bin)),
@@ -79,7 +81,9 @@ def _start(flags: dict[str, Any]) -> tuple[ConfiguratorSettings, Configurator]:
     configure_logging(settings.log_level, settings.log_format)
     metrics = Metrics()
     if settings.metrics_port is not None:
-        serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
+        serve_metrics(
+            metrics, settings.metrics_host, settings.metrics_port, settings.health_max_age
+        )
         log.info("metrics.listening", host=settings.metrics_host, port=settings.metrics_port)
     return settings, build_configurator(settings, metrics)
 
@@ -140,6 +144,43 @@ def run(**flags: Any) -> None:
         configurator.run_cycle()
         stop.wait(settings.interval)
     log.info("configurator.stopped")
+
+
+@main.command()
+@click.option("--metrics-port", type=int, help="the running configurator's [NJ_METRICS_PORT]")
+@expected_errors
+def health(**flags: Any) -> None:
+    """Exit 0 when the running configurator's last good cycle is recent (NJ_HEALTH_MAX_AGE).
+
+    Asks /healthz on the metrics port of the process in this container; use it as the ECS
+    container health check.
+
+    \b
+    Example:
+      NJ_METRICS_PORT=9100 nightjar-configurator health
+    """
+    settings = build_settings(ConfiguratorSettings, flags)
+    port = settings.require_metrics_port()
+    host = "127.0.0.1" if settings.metrics_host in ("0.0.0.0", "") else settings.metrics_host
+    ok, text = ask_health(host, port)
+    click.echo(text)
+    if not ok:
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+def ask_health(host: str, port: int, timeout: float = 5.0) -> tuple[bool, str]:
+    """GET /healthz; (healthy, its sentence). Unreachable is unhealthy, with what to check."""
+    url = f"http://{host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            return True, f"healthy: {response.read().decode().strip()}"
+    except urllib.error.HTTPError as err:
+        return False, f"unhealthy: {err.read().decode().strip()}"
+    except (OSError, urllib.error.URLError) as err:
+        return False, (
+            f"unhealthy: no configurator answers on {url} ({err}); is it running with "
+            "NJ_METRICS_PORT set?"
+        )
 
 
 def _summary(report: CycleReport) -> str:

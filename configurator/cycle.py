@@ -68,7 +68,7 @@ class Configurator:
 
     def run_cycle(self) -> CycleReport:
         """One cycle; a lost manifest race redoes it once. Never raises for expected failures."""
-        started = time.monotonic()
+        started, calls_before = time.monotonic(), self.discovery.calls_made()
         try:
             try:
                 report = self._cycle()
@@ -78,6 +78,7 @@ class Configurator:
         except (NightjarError, ConfiguratorError) as err:
             report = CycleReport("failed", error=str(err))
         report.seconds = round(time.monotonic() - started, 3)
+        report.calls = self.discovery.calls_made() - calls_before  # failed cycles' calls too
         record_cycle(self.metrics, report)
         self._log(report)
         return report
@@ -111,7 +112,6 @@ class Configurator:
             outcome.version,
             outcome.changed_nodes,
             built.problems,
-            calls=scan.calls,
             uploaded=outcome.uploaded,
             failed_nodes=built.failed_nodes,
         )

@@ -5,15 +5,14 @@ One cycle costs ``1 + S/100`` ListServices pages plus one DiscoverInstances call
 health arrive in a single call), plus one call to resolve each namespace. ListInstances would
 need a second call per service (GetInstancesHealthStatus) for the same information.
 
-Nothing here interprets attributes; ``conventions`` does. If any call fails after retries, the
-whole scan fails with ``DiscoveryError``: a mesh that silently lost a service is never returned.
+Nothing here interprets attributes; ``conventions`` does. If any call fails after botocore's
+retries, the whole scan fails with ``DiscoveryError``: a mesh that silently lost a service is
+never returned.
 """
 
 from __future__ import annotations
 
 import os
-import random
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from configurator.errors import DiscoveryError
-from shared.aws import make_client
+from shared.aws import CONFIGURATOR, Patience, RequestCount, describe_aws_error, make_client
 from shared.logs import get_logger
 
 if TYPE_CHECKING:
@@ -31,16 +30,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 SETTINGS_INSTANCE = "service-settings"
-RETRYABLE = {
-    "ThrottlingException",
-    "Throttling",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "ServiceUnavailable",
-    "InternalFailure",
-    "InternalServerError",
-    "RequestTimeout",
-}
 MAX_INSTANCES = 1000  # DiscoverInstances returns at most this many and does not paginate
 
 
@@ -84,6 +73,9 @@ class DiscoverySource(Protocol):
 
     def scan(self, namespaces: list[str]) -> Scan: ...
 
+    def calls_made(self) -> int:
+        """API requests sent so far (counted even when a scan fails)."""
+
 
 class StaticDiscovery:
     """A fixed set of namespaces (tests, offline rendering)."""
@@ -95,15 +87,18 @@ class StaticDiscovery:
         wanted = set(namespaces)
         return Scan([n for n in self._namespaces if n.name in wanted or f"id:{n.id}" in wanted])
 
+    def calls_made(self) -> int:
+        return 0
 
-def make_cloudmap_client() -> ServiceDiscoveryClient:
+
+def make_cloudmap_client(patience: Patience = CONFIGURATOR) -> ServiceDiscoveryClient:
     """A Cloud Map client from the standard AWS environment.
 
-    With ``AWS_ENDPOINT_URL`` set, DiscoverInstances must not get its ``data-`` host prefix, or
-    it would miss the custom endpoint. Retries are ours (``CloudMapDiscovery``), so each API call
-    is counted once per attempt.
+    botocore retries (standard mode, ``patience.attempts`` in all) and times out each request;
+    nightjar does not retry on top. With ``AWS_ENDPOINT_URL`` set, DiscoverInstances must not
+    get its ``data-`` host prefix, or it would miss the custom endpoint.
     """
-    config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5)
+    config = patience.config()
     if os.environ.get("AWS_ENDPOINT_URL"):
         config = config.merge(Config(inject_host_prefix=False))
     client: ServiceDiscoveryClient = make_client("servicediscovery", config)
@@ -111,52 +106,42 @@ def make_cloudmap_client() -> ServiceDiscoveryClient:
 
 
 class CloudMapDiscovery:
-    """Scans Cloud Map namespaces through an injected boto3 client."""
+    """Scans Cloud Map namespaces through an injected boto3 client.
 
-    def __init__(
-        self,
-        client: ServiceDiscoveryClient,
-        *,
-        attempts: int = 4,
-        base_delay: float = 0.2,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    Every HTTP request the client sends (each botocore retry included) is counted once, through
+    botocore's ``request-created`` event: ``calls_made`` is the running total.
+    """
+
+    def __init__(self, client: ServiceDiscoveryClient) -> None:
         self.client = client
-        self.attempts = attempts
-        self.base_delay = base_delay
-        self.sleep = sleep
-        self._calls = 0
+        self._requests = RequestCount(client, "servicediscovery")
+
+    def calls_made(self) -> int:
+        """Cloud Map HTTP requests sent so far (a failed scan's included)."""
+        return self._requests.total
 
     def scan(self, namespaces: list[str]) -> Scan:
         """Read every named namespace completely, or raise DiscoveryError."""
-        self._calls = 0
+        before = self.calls_made()
         result = [self._scan_namespace(ref) for ref in namespaces]
-        return Scan(result, self._calls)
+        return Scan(result, self.calls_made() - before)
 
     def _call(self, namespace: str, operation: str, fn: Callable[..., Any], **kw: Any) -> Any:
-        for attempt in range(1, self.attempts + 1):
-            self._calls += 1
-            try:
-                return fn(**kw)
-            except ClientError as err:
-                code = str(err.response.get("Error", {}).get("Code", ""))
-                status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                retry = code in RETRYABLE or int(status) >= 500
-                failure = (code, str(err))
-            except BotoCoreError as err:
-                retry, failure = True, (type(err).__name__, str(err))
-            if not retry or attempt == self.attempts:
-                raise DiscoveryError(
-                    f"Cloud Map {operation} for namespace {namespace!r} failed after "
-                    f"{attempt} attempt(s): {failure[1]}",
-                    namespace=namespace,
-                    operation=operation,
-                    code=failure[0],
-                )
-            delay = self.base_delay * 2 ** (attempt - 1) * (0.5 + random.random() / 2)
-            log.warning("cloudmap.retry", operation=operation, code=failure[0], delay=delay)
-            self.sleep(delay)
-        raise AssertionError("unreachable")
+        try:
+            return fn(**kw)
+        except (ClientError, BotoCoreError) as err:
+            code = (
+                str(err.response.get("Error", {}).get("Code", ""))
+                if isinstance(err, ClientError)
+                else type(err).__name__
+            )
+            raise DiscoveryError(
+                f"Cloud Map {operation} for namespace {namespace!r} failed: "
+                f"{describe_aws_error(err)}",
+                namespace=namespace,
+                operation=operation,
+                code=code,
+            ) from err
 
     def _resolve(self, ref: str) -> tuple[str, str]:
         """(id, name) of a namespace named by name, ``id:<id>`` or ARN."""

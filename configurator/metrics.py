@@ -1,94 +1,110 @@
-"""Prometheus text exposition of the configurator's counters and gauges (no dependency)."""
+"""The configurator's Prometheus metrics and health verdict (``/metrics`` and ``/healthz``).
+
+``prometheus_client`` writes the exposition (full float precision: a Unix timestamp or a counter
+above 10^7 is exact). Every ``Metrics`` has its own registry, so tests and several instances in
+one process never share values. ``/healthz`` answers 200 while the last good cycle (published or
+unchanged) is younger than ``max_age`` seconds, counted from start-up until the first one.
+"""
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from http.server import ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from configurator.report import CycleReport
+from shared.http_endpoint import Answer, serve_routes
+from shared.prom import counter, gauge
 
-HELP = {
-    "nightjar_configurator_cycles_total": ("counter", "Cycles run, by outcome."),
-    "nightjar_configurator_cycle_seconds": ("gauge", "Duration of the last cycle."),
-    "nightjar_configurator_cloudmap_calls_total": ("counter", "Cloud Map API calls made."),
-    "nightjar_configurator_cloudmap_calls_last_cycle": (
-        "gauge",
-        "Cloud Map calls of the last cycle.",
-    ),
-    "nightjar_configurator_published_versions_total": ("counter", "Versions published."),
-    "nightjar_configurator_problems": ("gauge", "Input items rejected in the last cycle."),
-    "nightjar_configurator_last_success_timestamp_seconds": (
-        "gauge",
-        "End of the last good cycle.",
-    ),
-    "nightjar_configurator_manifest_frozen": ("gauge", "1 while the manifest is frozen."),
-}
+OUTCOMES = ("published", "unchanged", "frozen", "failed")
+CYCLE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+GOOD = ("published", "unchanged")
+CALLS_HELP = "Cloud Map HTTP requests made (every botocore attempt counts once)."
+LAST = "Unix time at the end of the last good cycle (published or unchanged)."
 
 
 class Metrics:
-    """Thread-safe metric values keyed by (name, label value)."""
+    """The configurator's counters, gauges and cycle-duration histogram in their own registry."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: dict[tuple[str, str], float] = {}
-
-    def inc(self, name: str, amount: float = 1, outcome: str = "") -> None:
-        with self._lock:
-            self._values[(name, outcome)] = self._values.get((name, outcome), 0) + amount
-
-    def set(self, name: str, value: float) -> None:
-        with self._lock:
-            self._values[(name, "")] = value
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.started = clock()
+        self.last_good: float | None = None
+        self.registry = r = CollectorRegistry()
+        self.cycles = counter(
+            r, "nightjar_configurator_cycles", "Cycles run, by outcome.", "outcome", OUTCOMES
+        )
+        self.cycle_seconds = Histogram(
+            "nightjar_configurator_cycle_seconds",
+            "Duration of each cycle.",
+            buckets=CYCLE_BUCKETS,
+            registry=r,
+        )
+        self.calls = counter(r, "nightjar_configurator_cloudmap_calls", CALLS_HELP)
+        self.calls_last = gauge(
+            r, "nightjar_configurator_cloudmap_calls_last_cycle", "Cloud Map requests, last cycle."
+        )
+        self.published = counter(
+            r, "nightjar_configurator_published_versions", "Versions published."
+        )
+        self.problems = gauge(
+            r, "nightjar_configurator_problems", "Input items rejected in the last good cycle."
+        )
+        self.last_success = gauge(r, "nightjar_configurator_last_success_timestamp_seconds", LAST)
+        self.frozen = gauge(
+            r, "nightjar_configurator_manifest_frozen", "1 while the manifest is frozen."
+        )
 
     def render(self) -> str:
-        """The exposition text, every known metric present (zero until set)."""
-        lines = []
-        with self._lock:
-            values = dict(self._values)
-        for name, (kind, text) in HELP.items():
-            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-            labelled = sorted((o, v) for (n, o), v in values.items() if n == name)
-            if not labelled:
-                labelled = [("", 0.0)]
-            for outcome, value in labelled:
-                label = f'{{outcome="{outcome}"}}' if outcome else ""
-                lines.append(f"{name}{label} {value:g}")
-        return "\n".join(lines) + "\n"
+        """The exposition text, every metric present (zero until set)."""
+        return generate_latest(self.registry).decode()
+
+    def last_good_age(self) -> float:
+        """Seconds since the last good cycle (since start-up while there was none)."""
+        return self.clock() - (self.last_good if self.last_good is not None else self.started)
 
 
 def record_cycle(metrics: Metrics, report: CycleReport) -> None:
     """Count one cycle: its outcome, duration and Cloud Map calls; problems after good ones."""
-    metrics.inc("nightjar_configurator_cycles_total", outcome=report.outcome)
-    metrics.set("nightjar_configurator_cycle_seconds", report.seconds)
-    metrics.inc("nightjar_configurator_cloudmap_calls_total", report.calls)
-    metrics.set("nightjar_configurator_cloudmap_calls_last_cycle", report.calls)
-    metrics.set("nightjar_configurator_manifest_frozen", 1 if report.outcome == "frozen" else 0)
+    metrics.cycles.labels(report.outcome).inc()
+    metrics.cycle_seconds.observe(report.seconds)
+    metrics.calls.inc(report.calls)
+    metrics.calls_last.set(report.calls)
+    metrics.frozen.set(1 if report.outcome == "frozen" else 0)
     if report.outcome == "published":
-        metrics.inc("nightjar_configurator_published_versions_total")
-    if report.outcome in ("published", "unchanged"):
-        metrics.set("nightjar_configurator_problems", len(report.problems))
-        metrics.set("nightjar_configurator_last_success_timestamp_seconds", time.time())
+        metrics.published.inc()
+    if report.outcome in GOOD:
+        metrics.problems.set(len(report.problems))
+        metrics.last_good = metrics.clock()
+        metrics.last_success.set(metrics.last_good)
 
 
-def serve_metrics(metrics: Metrics, host: str, port: int) -> ThreadingHTTPServer:
-    """Serve ``/metrics`` on ``host:port`` from a daemon thread; returns the server."""
+def health(metrics: Metrics, max_age: float) -> tuple[bool, str]:
+    """Whether the last good cycle is recent enough, and one sentence saying so."""
+    age = metrics.last_good_age()
+    if metrics.last_good is None and age > max_age:
+        return False, f"no good cycle in the {age:.0f}s since start (limit {max_age:g}s)"
+    if age > max_age:
+        return False, f"last good cycle {age:.0f}s ago (limit {max_age:g}s)"
+    if metrics.last_good is None:
+        return True, f"starting: no cycle finished yet ({age:.0f}s since start)"
+    return True, f"last good cycle {age:.0f}s ago"
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path.split("?")[0] != "/metrics":
-                self.send_error(404)
-                return
-            body = metrics.render().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
-        def log_message(self, *args: object) -> None:
-            pass
+def serve_metrics(
+    metrics: Metrics, host: str, port: int, max_age: float = 300.0
+) -> ThreadingHTTPServer:
+    """Serve ``/metrics`` and ``/healthz`` on ``host:port`` from a daemon thread."""
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
-    return server
+    def exposition() -> Answer:
+        return 200, CONTENT_TYPE_LATEST, generate_latest(metrics.registry)
+
+    def healthz() -> Answer:
+        ok, text = health(metrics, max_age)
+        return (200 if ok else 503), "text/plain; charset=utf-8", (text + "\n").encode()
+
+    routes = {"/metrics": exposition, "/healthz": healthz}
+    return serve_routes(host, port, routes, "NJ_METRICS_HOST/NJ_METRICS_PORT")

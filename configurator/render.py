@@ -79,7 +79,15 @@ class TemplateLibrary:
     def from_dir(
         cls, override_dir: Path | None = None, defaults_dir: Path | None = None
     ) -> TemplateLibrary:
-        """Read the defaults (shipped ones unless ``defaults_dir``); overrides load per cycle."""
+        """Read the defaults (shipped ones unless ``defaults_dir``); overrides load per cycle.
+
+        TemplateError if ``override_dir`` is not a directory (a typo must not silently fall back
+        to the defaults)."""
+        if override_dir is not None and not override_dir.is_dir():
+            raise TemplateError(
+                f"templates dir {override_dir} does not exist or is not a directory: check "
+                "NJ_TEMPLATES_DIR / --templates-dir"
+            )
         return cls(_load_dir(defaults_dir or default_templates_dir()), override_dir)
 
     def _dir(self, path: Path) -> dict[str, str]:

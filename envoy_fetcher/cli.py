@@ -8,19 +8,30 @@ The commands build settings, the store client and the Envoy process, and hand th
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from envoy_fetcher.envoy import AdminClient, EnvoyCommand, EnvoyProcess, write_bootstrap
-from envoy_fetcher.errors import EnvoyError, FetcherError
-from envoy_fetcher.poll import Fetcher
+from envoy_fetcher.envoy import (
+    JSON_LOG_FORMAT,
+    AdminClient,
+    EnvoyCommand,
+    EnvoyProcess,
+    write_bootstrap,
+)
+from envoy_fetcher.errors import ConfigDirError, EnvoyError, FetcherError
+from envoy_fetcher.health import HealthInput, judge_health
+from envoy_fetcher.metrics import FetcherMetrics, serve_fetcher_metrics
+from envoy_fetcher.poll import Fetcher, Step
+from envoy_fetcher.release import ReleaseDir
 from envoy_fetcher.runner import Runner
 from envoy_fetcher.settings import FetcherSettings
-from envoy_fetcher.state import load_state
+from envoy_fetcher.state import FetcherState, heartbeat_age, load_state
 from shared import __version__
-from shared.aws import make_s3_client
+from shared.aws import FETCHER, make_s3_client
 from shared.cli import build_settings, expected_errors
 from shared.envoy_bin import find_envoy
 from shared.logs import configure_logging, get_logger
@@ -62,22 +73,56 @@ def load_settings(flags: dict[str, Any]) -> FetcherSettings:
     return settings
 
 
-def _fetcher(settings: FetcherSettings, envoy: EnvoyProcess | None) -> Fetcher:
-    store = S3BundleStore(make_s3_client(max_attempts=2), settings.bucket, settings.prefix)
-    return Fetcher.from_dir(settings, store, envoy)
+def prepare_config_dir(path: Path) -> None:
+    """Create the config dir (and parents) and check it is writable; ConfigDirError if not."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigDirError(
+            f"config dir {path} cannot be created ({err.strerror}): check NJ_CONFIG_DIR / "
+            "--config-dir and the volume mount"
+        ) from err
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigDirError(
+            f"config dir {path} is not writable by this user (uid {os.getuid()}): check "
+            "NJ_CONFIG_DIR and the volume's permissions"
+        )
 
 
-def _envoy(settings: FetcherSettings) -> EnvoyProcess:
+def _store(settings: FetcherSettings) -> S3BundleStore:
+    return S3BundleStore(make_s3_client(FETCHER), settings.bucket, settings.prefix)
+
+
+def _metrics(settings: FetcherSettings) -> FetcherMetrics:
+    """Prometheus metrics on NJ_METRICS_PORT, or the recorder that records nothing."""
+    if settings.metrics_port is None:
+        return FetcherMetrics()
+    metrics, _ = serve_fetcher_metrics(settings.metrics_host, settings.metrics_port)
+    log.info("metrics.listening", host=settings.metrics_host, port=settings.metrics_port)
+    return metrics
+
+
+def _envoy(settings: FetcherSettings, metrics: FetcherMetrics) -> EnvoyProcess:
     """The supervised Envoy for this node, its bootstrap written to the config dir."""
     binary = find_envoy(settings.envoy_bin)
     if binary is None:
         raise EnvoyError(
             f"envoy binary {settings.envoy_bin!r} not found; set NJ_ENVOY_BIN or use --no-envoy"
         )
-    settings.config_dir.mkdir(parents=True, exist_ok=True)
     boot = write_bootstrap(settings.node, settings.config_dir, settings.admin_port)
-    command = EnvoyCommand(str(binary), boot, settings.envoy_log_level, settings.envoy_args)
-    return EnvoyProcess(command, AdminClient(settings.admin_port))
+    command = EnvoyCommand(
+        str(binary),
+        boot,
+        settings.envoy_log_level,
+        settings.envoy_args,
+        JSON_LOG_FORMAT if settings.envoy_log_format == "json" else "",
+    )
+    return EnvoyProcess(
+        command,
+        AdminClient(settings.admin_port),
+        listener=f"{settings.bind_address()}:{settings.listener_port}",
+        on_restart=metrics.envoy_restarted,
+    )
 
 
 def _runner(settings: FetcherSettings, fetcher: Fetcher, envoy: EnvoyProcess | None) -> Runner:
@@ -122,8 +167,11 @@ def run(no_envoy: bool, **flags: Any) -> None:
     """
     settings = load_settings(flags)
     configure_logging(settings.log_level, settings.log_format)
-    envoy = None if no_envoy else _envoy(settings)
-    runner = _runner(settings, _fetcher(settings, envoy), envoy)
+    prepare_config_dir(settings.config_dir)
+    metrics = _metrics(settings)
+    envoy = None if no_envoy else _envoy(settings, metrics)
+    fetcher = Fetcher.from_dir(settings, _store(settings), envoy, metrics=metrics)
+    runner = _runner(settings, fetcher, envoy)
     stop = stop_on_signals(log, "fetcher.stopping")
     log.info(
         "fetcher.started",
@@ -153,37 +201,107 @@ def once(**flags: Any) -> None:
     """
     settings = load_settings(flags)
     configure_logging(settings.log_level, settings.log_format)
-    step = _fetcher(settings, None).poll_once()
+    prepare_config_dir(settings.config_dir)
+    store = _store(settings)
+    step = Fetcher.from_dir(settings, store).poll_once()
     if step.result in ("applied", "unchanged"):
         click.echo(f"{step.result} {step.version} in {settings.config_dir / 'current'}")
         return
+    raise FetcherError(once_failure(step, store.location()))
+
+
+def once_failure(step: Step, location: str) -> str:
+    """The one sentence ``once`` exits with when nothing was put in place."""
     if step.result == "missing":
-        raise FetcherError("no manifest in the bucket yet: run the configurator first")
-    raise FetcherError(f"version {step.version} not applied: {step.detail}")
+        return (
+            f"no manifest under {location} — is NJ_PREFIX right? (or nothing was published "
+            "yet: run the configurator first)"
+        )
+    if step.version is None:
+        return f"cannot read the manifest under {location}: {step.detail}"
+    return f"version {step.version} not applied: {step.detail}"
+
+
+def _config_dir_option(fn: Any) -> Any:
+    return click.option(
+        "--config-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="the fetcher's config dir [NJ_CONFIG_DIR, default /var/run/nightjar]",
+    )(fn)
+
+
+def _read_state(config_dir: Path) -> FetcherState:
+    if not (config_dir / "state.json").is_file():
+        raise FetcherError(f"no fetcher state in {config_dir}; is NJ_CONFIG_DIR the config dir?")
+    return load_state(config_dir / "state.json")
+
+
+def _dir_settings(flags: dict[str, Any]) -> FetcherSettings:
+    """Settings for the commands that only read the config dir (no node or bucket needed)."""
+    return build_settings(FetcherSettings, flags)
 
 
 @main.command()
-@click.option(
-    "--config-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="the fetcher's config dir",
-)
+@_config_dir_option
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @expected_errors
-def status(config_dir: Path, as_json: bool) -> None:
+def status(as_json: bool, **flags: Any) -> None:
     """Show what the fetcher applied, its last poll and error, and versions marked bad.
+
+    Exits 1 when the last poll failed or the newest version was rejected.
 
     \b
     Example:
       nightjar-fetcher status --config-dir /var/run/nightjar --json
     """
-    if not (config_dir / "state.json").is_file():
-        raise FetcherError(f"no fetcher state in {config_dir}; is this the config dir?")
-    state = load_state(config_dir / "state.json")
+    state = _read_state(_dir_settings(flags).config_dir)
     if as_json:
         click.echo(json.dumps(state.model_dump(mode="json"), indent=2))
+    else:
+        _print_status(state)
+    if state.last_poll == "error" or state.last_release in ("rejected", "rolled_back"):
+        raise click.exceptions.Exit(1)
+
+
+@main.command()
+@_config_dir_option
+@click.option(
+    "--max-poll-age", type=float, help="seconds a good poll may be old [NJ_HEALTH_MAX_POLL_AGE]"
+)
+@click.option("--admin-port", type=int, help="Envoy admin port [NJ_ADMIN_PORT, 9901]")
+@expected_errors
+def health(**flags: Any) -> None:
+    """Exit 0 only when this node serves the manifest's current version through a live Envoy.
+
+    Fails (exit 1, one line per reason) when the last successful poll is older than
+    NJ_HEALTH_MAX_POLL_AGE, the newest version was rejected or rolled back, the applied version
+    is not the manifest's, or the supervised Envoy is not LIVE or did not confirm it. This is
+    the command for the task definition's container healthCheck.
+
+    \b
+    Example:
+      nightjar-fetcher health --config-dir /var/run/nightjar
+    """
+    settings = _dir_settings({"health_max_poll_age": flags.pop("max_poll_age"), **flags})
+    state = _read_state(settings.config_dir)
+    release = ReleaseDir(settings.config_dir)
+    live = AdminClient(settings.admin_port).ready() if state.supervised else None
+    problems = judge_health(
+        HealthInput(
+            state,
+            heartbeat_age(release.heartbeat_path, time.time()),
+            settings.health_max_poll_age,
+            live,
+        )
+    )
+    if not problems:
+        click.echo(f"healthy: serving {state.applied_version}")
         return
+    click.echo("unhealthy: " + "; ".join(problems))
+    raise click.exceptions.Exit(1)
+
+
+def _print_status(state: FetcherState) -> None:
     rows = [
         ("node", state.node),
         ("applied version", state.applied_version or "-"),
@@ -195,6 +313,11 @@ def status(config_dir: Path, as_json: bool) -> None:
             + (f" at {state.last_poll_at.isoformat()}" if state.last_poll_at else ""),
         ),
         ("last error", state.last_error or "-"),
+        ("manifest version", state.manifest_version or "-"),
+        (
+            "newest tried",
+            f"{state.last_release_version} ({state.last_release})" if state.last_release else "-",
+        ),
         ("bad versions", ", ".join(state.bad_versions) or "-"),
     ]
     width = max(len(k) for k, _ in rows)

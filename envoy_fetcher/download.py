@@ -26,6 +26,7 @@ class Download:
     files: dict[str, bytes]
     digests: dict[str, str]
     downloaded: int
+    downloaded_bytes: int = 0
 
 
 def node_files(index: VersionIndex, node: str, max_bytes: int) -> NodeFiles:
@@ -62,23 +63,24 @@ def download_release(
     values: Mapping[str, str | int],
 ) -> Download:
     """The node's verified files with per-task values filled in."""
-    raw, downloaded = fetch_files(store, cache, version, files, max_bytes)
+    raw, fetched = fetch_files(store, cache, version, files, max_bytes)
     filled = fill_task_values(raw, values, version)
-    return Download(version, filled, digests_of(files), downloaded)
+    nbytes = sum(len(raw[name]) for name in fetched)
+    return Download(version, filled, digests_of(files), len(fetched), nbytes)
 
 
 def fetch_files(
     store: BundleStore, cache: ObjectCache, version: str, files: NodeFiles, max_bytes: int
-) -> tuple[dict[str, bytes], int]:
-    """Verified published bytes per file name, and how many objects were downloaded."""
+) -> tuple[dict[str, bytes], list[str]]:
+    """Verified published bytes per file name, and the names that had to be downloaded."""
     out: dict[str, bytes] = {}
-    downloaded = 0
+    downloaded: list[str] = []
     for name, entry in sorted(files.items()):
         data = cache.get(entry.sha256)
         if data is None:
             data = _download(store, version, name, entry.sha256, entry.size, max_bytes)
             cache.put(entry.sha256, data)
-            downloaded += 1
+            downloaded.append(name)
         out[name] = data
     return out, downloaded
 

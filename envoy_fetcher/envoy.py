@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import re
 import shlex
 import signal
 import subprocess
@@ -38,11 +39,21 @@ COUNTERS = (
     "cluster_manager.cds.update_success",
     "cluster_manager.cds.update_rejected",
 )
+BIND_FAILURES = "listener_manager.listener_create_failure"  # a listener that could not bind
+CANNOT_BIND = re.compile(r"cannot bind '([^']+)'")
 STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
 BACKOFF_CAP = 30.0  # longest wait between restarts of a dying Envoy
 
 # What Envoy said about a swap; "unconfirmed" when no Envoy was running to ask.
 Verdict = Literal["accepted", "rejected", "timeout", "unconfirmed"]
+REJECTED_REASON = "envoy rejected the listeners or clusters (update_rejected counter)"
+
+# Envoy's application log as one JSON object per line on stderr, the fields nightjar's own lines
+# use (ts, level, logger, event) plus the message; %j escapes it for JSON (newlines included).
+JSON_LOG_FORMAT = (
+    '{"ts":"%Y-%m-%dT%T.%e%z","level":"%l","logger":"envoy.%n","event":"envoy.log",'
+    '"message":"%j","source":"%s:%#","thread":%t}'
+)
 
 
 class Proxy(Protocol):
@@ -53,14 +64,19 @@ class Proxy(Protocol):
 
     def running(self) -> bool: ...
 
-    def start(self, ready_timeout: float) -> None:
-        """Start and wait (at most ``ready_timeout``) until it is ready; EnvoyError if it can't."""
+    def start(self, ready_timeout: float) -> Verdict:
+        """Start, wait (at most ``ready_timeout``) until ready and say whether it took the files
+        ``current`` points to; EnvoyError if it cannot run."""
 
     def supervise(self) -> None:
         """Restart the proxy if it exited (with backoff)."""
 
     def confirm_swap(self, swap: Callable[[], None], timeout: float) -> Verdict:
-        """Run ``swap`` (moving ``current``) and say whether the proxy took the new files."""
+        """Run ``swap`` (moving ``current``) and say whether the proxy took the new files; a
+        proxy never started is started on them (the first release is confirmed too)."""
+
+    def rejection_reason(self) -> str:
+        """Why the last ``rejected`` verdict was given, in one sentence (empty before one)."""
 
     def stop(self, drain_seconds: float) -> int | None:
         """Drain for ``drain_seconds``, stop, and return the exit code (None: never started)."""
@@ -105,6 +121,8 @@ class Admin(Protocol):
     def counters(self) -> dict[str, int]: ...
     def ready(self) -> bool: ...
     def drain(self) -> None: ...
+    def listener_errors(self) -> list[str]:
+        """Envoy's error details for listeners it failed to add (config_dump error_state)."""
 
 
 class AdminClient:
@@ -122,10 +140,19 @@ class AdminClient:
     def counters(self) -> dict[str, int]:
         """The LDS, CDS and per-cluster (EDS) update counters (missing LDS/CDS ones are 0)."""
         pattern = (
-            r"^(listener_manager\.lds|cluster_manager\.cds|cluster\..+)\.update_(success|rejected)$"
+            r"^((listener_manager\.lds|cluster_manager\.cds|cluster\..+)\.update_(success|rejected)"
+            r"|listener_manager\.listener_create_failure)$"
         )
         text = self._request("/stats?filter=" + urllib.parse.quote(pattern))
         return parse_counters(text)
+
+    def listener_errors(self) -> list[str]:
+        dump = json.loads(self._request("/config_dump?resource=dynamic_listeners"))
+        return [
+            str(c["error_state"].get("details", ""))
+            for c in dump.get("configs", [])
+            if isinstance(c, dict) and isinstance(c.get("error_state"), dict)
+        ]
 
     def ready(self) -> bool:
         try:
@@ -143,8 +170,10 @@ class AdminClient:
 
 
 def _is_update_counter(name: str) -> bool:
-    return name in COUNTERS or (
-        name.startswith("cluster.") and name.endswith((".update_success", ".update_rejected"))
+    return (
+        name in COUNTERS
+        or name == BIND_FAILURES
+        or (name.startswith("cluster.") and name.endswith((".update_success", ".update_rejected")))
     )
 
 
@@ -154,7 +183,7 @@ def parse_counters(text: str) -> dict[str, int]:
     Besides LDS and CDS, every cluster's ``cluster.<name>.update_success|rejected``: a cluster
     fed by a file-based EDS resource reports its endpoint file there.
     """
-    values = dict.fromkeys(COUNTERS, 0)
+    values = dict.fromkeys((*COUNTERS, BIND_FAILURES), 0)
     for line in text.splitlines():
         name, _, value = line.partition(": ")
         if _is_update_counter(name) and value.strip().isdigit():
@@ -165,8 +194,11 @@ def parse_counters(text: str) -> dict[str, int]:
 def judge(before: dict[str, int], now: dict[str, int]) -> Verdict | None:
     """Rejected if any rejected counter moved (an endpoint file included); accepted once the LDS
     and CDS success counters moved and so did every EDS cluster that had taken an update before
-    (a swap re-reads every watched file; STATIC clusters never count an update)."""
-    if any(v > before.get(c, 0) for c, v in now.items() if c.endswith("rejected")):
+    (a swap re-reads every watched file; STATIC clusters never count an update). A listener
+    that failed to bind (``listener_create_failure``) is a rejection too."""
+    if any(
+        v > before.get(c, 0) for c, v in now.items() if c.endswith("rejected") or c == BIND_FAILURES
+    ):
         return "rejected"
     moved = [
         now[c] > before[c]
@@ -205,14 +237,17 @@ class EnvoyCommand:
     bootstrap: Path
     log_level: str = "info"
     extra_args: str = ""
+    log_format: str = JSON_LOG_FORMAT  # "" keeps Envoy's text format
 
     def argv(self) -> list[str]:
+        fmt = ["--log-format", self.log_format] if self.log_format else []
         return [
             self.binary,
             "-c",
             str(self.bootstrap),
             "--log-level",
             self.log_level,
+            *fmt,
             "--disable-hot-restart",
             *shlex.split(self.extra_args),
         ]
@@ -258,9 +293,15 @@ class EnvoyProcess:
         spawn: Callable[[list[str]], Child] = spawn_child,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        listener: str = "",
+        on_restart: Callable[[], None] = lambda: None,
     ) -> None:
         self.command = command
         self.admin = admin
+        self.listener = listener
+        self.on_restart = on_restart
+        self._rejection = ""
         self.spawn = spawn
         self.clock = clock
         self.sleep = sleep
@@ -274,10 +315,38 @@ class EnvoyProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, ready_timeout: float) -> None:
-        """Start Envoy and wait until its admin API says LIVE; EnvoyError if it cannot run."""
+    def start(self, ready_timeout: float) -> Verdict:
+        """Start Envoy, wait until LIVE, then judge its first load of ``current`` (EnvoyError if
+        it cannot run): rejected when a listener failed to bind or a file was refused."""
+        deadline = self.clock() + ready_timeout
         self._spawn()
-        self.wait_ready(ready_timeout)
+        if not self.wait_ready(ready_timeout):
+            return "timeout"
+        nothing = parse_counters("")
+        verdict = await_verdict(
+            self.admin, nothing, max(0.5, deadline - self.clock()), self.clock, self.sleep
+        )
+        return self._explain(verdict, nothing)
+
+    def rejection_reason(self) -> str:
+        return self._rejection
+
+    def _explain(self, verdict: Verdict, before: dict[str, int]) -> Verdict:
+        """Remember why a rejected verdict was given (a bind failure names the listener)."""
+        if verdict != "rejected":
+            return verdict
+        self._rejection = REJECTED_REASON
+        try:
+            now = self.admin.counters()
+        except (OSError, urllib.error.URLError):
+            return verdict
+        if now.get(BIND_FAILURES, 0) > before.get(BIND_FAILURES, 0):
+            where = f"port {self._unbound_address()}"
+            self._rejection = (
+                f"envoy cannot bind {where} ({BIND_FAILURES} counted): another process is "
+                "using it; free the port or change NJ_LISTENER_PORT"
+            )
+        return verdict
 
     def _spawn(self) -> None:
         argv = self.command.argv()
@@ -295,6 +364,15 @@ class EnvoyProcess:
             self.sleep(0.05)
         return False
 
+    def _unbound_address(self) -> str:
+        """The address Envoy says it could not bind, else the node's configured listener."""
+        try:
+            details = self.admin.listener_errors()
+        except (OSError, urllib.error.URLError, ValueError):
+            details = []
+        found = [m.group(1) for d in details if (m := CANNOT_BIND.search(d))]
+        return found[-1] if found else (self.listener or "of its listener")
+
     def supervise(self) -> None:
         """Restart Envoy if it exited, at most once per backoff step (1 s doubling to 30 s)."""
         if self.proc is None or self.clock() < self._next_start:
@@ -306,16 +384,22 @@ class EnvoyProcess:
         delay = restart_delay(self.restarts)
         self._next_start = self.clock() + delay
         log.error("envoy.exited", code=code, restarts=self.restarts, next_delay=delay)
+        self.on_restart()
         self._spawn()
 
     def confirm_swap(self, swap: Callable[[], None], timeout: float) -> Verdict:
         """Swap, then read the admin counters until Envoy accepts or rejects (or ``timeout``)."""
+        if self.proc is None:  # the first release: Envoy starts on it, and that is confirmed
+            swap()
+            return self.start(timeout)
         if not self.running():
             swap()
             return "unconfirmed"
         before = self.admin.counters()
         swap()
-        return await_verdict(self.admin, before, timeout, self.clock, self.sleep)
+        return self._explain(
+            await_verdict(self.admin, before, timeout, self.clock, self.sleep), before
+        )
 
     def stop(self, drain_seconds: float) -> int | None:
         """Drain gracefully, then SIGTERM (SIGKILL after 10 s). Returns Envoy's exit code."""

@@ -24,3 +24,7 @@ class ReleaseError(FetcherError):
 
 class EnvoyError(FetcherError):
     """Envoy could not be started, reached, or rejected a configuration."""
+
+
+class ConfigDirError(FetcherError):
+    """The config dir cannot be created or written (NJ_CONFIG_DIR, volume permissions)."""

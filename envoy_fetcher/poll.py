@@ -15,11 +15,19 @@ from typing import Literal
 
 from envoy_fetcher.cache import ObjectCache
 from envoy_fetcher.download import Download, digests_of, download_release, node_files
-from envoy_fetcher.envoy import Proxy, Verdict
+from envoy_fetcher.envoy import REJECTED_REASON, Proxy, Verdict
 from envoy_fetcher.errors import BundleRejectedError
+from envoy_fetcher.metrics import FetcherMetrics
 from envoy_fetcher.release import ReleaseDir
 from envoy_fetcher.settings import FetcherSettings
-from envoy_fetcher.state import FetcherState, PollResult, load_state, save_state
+from envoy_fetcher.state import (
+    FetcherState,
+    PollResult,
+    ReleaseResult,
+    load_state,
+    save_state,
+    touch_heartbeat,
+)
 from shared.errors import NightjarError
 from shared.logs import EventLogger, get_logger
 from shared.store import BundleStore, ManifestRead
@@ -27,7 +35,7 @@ from shared.store import BundleStore, ManifestRead
 log = get_logger(__name__)
 
 StepResult = Literal["applied", "unchanged", "not_modified", "missing", "rejected", "error"]
-REJECTED = "envoy rejected the listeners or clusters (update_rejected counter)"
+REJECTED = REJECTED_REASON
 
 
 def _utcnow() -> datetime:
@@ -55,6 +63,7 @@ class Fetcher:
         state: FetcherState,
         proxy: Proxy | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        metrics: FetcherMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -63,6 +72,7 @@ class Fetcher:
         self.state = state
         self.proxy = proxy
         self.clock = clock
+        self.metrics = metrics or FetcherMetrics()
         self.etag: str | None = None
         self.log = log.bind(node=settings.node)
 
@@ -73,6 +83,7 @@ class Fetcher:
         store: BundleStore,
         proxy: Proxy | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        metrics: FetcherMetrics | None = None,
     ) -> Fetcher:
         """A fetcher on ``settings.config_dir``: creates its directories, loads its state."""
         release = ReleaseDir(settings.config_dir)
@@ -80,8 +91,8 @@ class Fetcher:
         release.ensure()
         cache.ensure()
         state = load_state(release.state_path)
-        state.node = settings.node
-        return cls(settings, store, release, cache, state, proxy, clock)
+        state.node, state.supervised = settings.node, proxy is not None
+        return cls(settings, store, release, cache, state, proxy, clock, metrics)
 
     # -- state ------------------------------------------------------------------------------
     def serving(self) -> str | None:
@@ -95,7 +106,20 @@ class Fetcher:
     def _save(self) -> None:
         save_state(self.release.state_path, self.state)
 
+    def note_rejected(self, version: str, reason: str) -> None:
+        """The proxy refused ``version`` when it started on it: mark it bad, never retry it."""
+        self.state.bad_versions[version] = reason
+        self._note_release("rejected", version)
+        self.note_error(f"{version}: {reason}")
+
+    def _note_release(self, result: ReleaseResult, version: str) -> None:
+        self.state.last_release, self.state.last_release_version = result, version
+        self.metrics.release(result)
+
     def _note_poll(self, result: PollResult) -> None:
+        self.metrics.polled(result)
+        if result != "error":
+            touch_heartbeat(self.release.heartbeat_path)
         if self.state.last_poll != result:  # steady state writes nothing
             self.state.last_poll, self.state.last_poll_at = result, self.clock()
             self._save()
@@ -124,7 +148,12 @@ class Fetcher:
             self.log.info("poll.no_manifest", detail="nothing published yet; waiting")
             return Step("missing")
         self._note_poll("changed")
+        if self.state.manifest_version != poll.read.manifest.version:
+            self.state.manifest_version = poll.read.manifest.version
+            self._save()
         step = self._apply(poll.read)
+        if step.result in ("applied", "unchanged"):
+            self.metrics.serving(poll.read.manifest.version, poll.read.manifest.created)
         if step.result in ("applied", "unchanged", "rejected"):
             self.etag = poll.read.etag  # a rejected version is not retried
         return step
@@ -140,10 +169,12 @@ class Fetcher:
             return self._apply_version(read, vlog)
         except BundleRejectedError as err:
             vlog.error("release.rejected", key=err.key, error=str(err))
+            self._note_release("rejected", version)
             self.note_error(f"{version}: {err}")
             return Step("error", version, str(err))
         except (NightjarError, OSError) as err:
             vlog.error("release.failed", error=str(err))
+            self._note_release("failed", version)
             self.note_error(f"{version}: {err}")
             return Step("error", version, str(err))
 
@@ -162,9 +193,12 @@ class Fetcher:
             self.store, self.cache, manifest.version, files, s.max_object_bytes, s.task_values()
         )
         self.release.stage(download.version, download.files, download.digests)
+        self.metrics.downloaded(download.downloaded_bytes)
         verdict = self._swap_and_confirm(download.version, current, vlog)
         if verdict == "rejected":
-            return Step("rejected", manifest.version, REJECTED)
+            return Step("rejected", manifest.version, self.state.bad_versions[manifest.version])
+        self.state.confirm = verdict
+        self._note_release("applied", manifest.version)
         self._record(manifest.version, manifest.version)
         self._prune()
         vlog.info(
@@ -186,11 +220,13 @@ class Fetcher:
         )
         if verdict != "rejected":
             return verdict
+        reason = self.proxy.rejection_reason() or REJECTED
         if previous:
             self.release.swap(previous)
-        self.state.bad_versions[version] = REJECTED
-        self.note_error(f"{version}: {REJECTED}; rolled back to {previous}")
-        vlog.error("release.rolled_back", restored=previous, reason=REJECTED)
+        self.state.bad_versions[version] = reason
+        self._note_release("rolled_back" if previous else "rejected", version)
+        self.note_error(f"{version}: {reason}; rolled back to {previous}")
+        vlog.error("release.rolled_back", restored=previous, reason=reason)
         return "rejected"
 
     def _prune(self) -> None:

@@ -7,6 +7,7 @@ Layout under the config dir::
     releases/.<version>.digests  ``<file name> <sha256>`` lines: what that release was built from
     current -> releases/<v>      what Envoy reads; replaced by create-temp-link + rename
     state.json                   what the fetcher applied and saw (``nightjar-fetcher status``)
+    polled                       empty; its mtime is the last poll that reached the store
 
 A release directory only ever appears complete, with its digests file already in place. Every
 write is temp file + fsync + rename in the target directory.
@@ -61,6 +62,7 @@ class ReleaseDir:
         self.releases = root / "releases"
         self.current_link = root / "current"
         self.state_path = root / "state.json"
+        self.heartbeat_path = root / "polled"
 
     def ensure(self) -> None:
         self.releases.mkdir(parents=True, exist_ok=True)

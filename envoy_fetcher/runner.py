@@ -29,6 +29,7 @@ class Poller(Protocol):
     def poll_once(self) -> Step: ...
     def serving(self) -> str | None: ...
     def note_error(self, message: str) -> None: ...
+    def note_rejected(self, version: str, reason: str) -> None: ...
 
 
 class StopSignal(Protocol):
@@ -63,7 +64,7 @@ class Runner:
         release = self.poller.serving()
         if self.proxy is not None and release:
             log.info("envoy.fast_start", release=release)
-            self._guarded(self.proxy.start, self.ready_timeout)
+            self._start_proxy(self.proxy)
         failures = 0
         while not stop.is_set():
             step = self.poller.poll_once()
@@ -78,15 +79,29 @@ class Runner:
         if self.proxy.started():
             self._guarded(self.proxy.supervise)
         elif self.poller.serving():
-            self._guarded(self.proxy.start, self.ready_timeout)
+            self._start_proxy(self.proxy)
         elif not self._said_waiting:
             log.info("envoy.waiting", detail="no release on disk yet; starts with the first")
             self._said_waiting = True
 
-    def _guarded(self, action: Callable[..., None], *args: float) -> None:
+    def _start_proxy(self, proxy: Proxy) -> None:
+        """Start the proxy on the release on disk; if it refuses it, that release is rejected."""
+        release = self.poller.serving()
+        try:
+            verdict = proxy.start(self.ready_timeout)
+        except EnvoyError as err:
+            log.error("envoy.start_failed", error=str(err))
+            self.poller.note_error(str(err))
+            return
+        if verdict == "rejected" and release:
+            reason = proxy.rejection_reason()
+            log.error("release.rejected", version=release, error=reason, at="envoy start")
+            self.poller.note_rejected(release, reason)
+
+    def _guarded(self, action: Callable[[], None]) -> None:
         """Run a proxy action; a failure is logged and retried next poll (files stay current)."""
         try:
-            action(*args)
+            action()
         except EnvoyError as err:
             log.error("envoy.start_failed", error=str(err))
             self.poller.note_error(str(err))

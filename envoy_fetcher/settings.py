@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -10,6 +11,8 @@ from shared.errors import SettingsError
 from shared.models import GATEWAY_NODE_RE, SIDECAR_NODE_RE
 from shared.placeholders import task_values
 from shared.settings import NightjarSettings
+
+ENVOY_LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical", "off")
 
 
 class FetcherSettings(NightjarSettings):
@@ -34,6 +37,14 @@ class FetcherSettings(NightjarSettings):
     envoy_args: str = Field(default="", description="extra envoy arguments (shell words)")
     drain_seconds: float = Field(default=5.0, ge=0, description="graceful drain before stop")
     confirm_seconds: float = Field(default=15.0, gt=0, description="wait for Envoy to accept")
+    envoy_log_format: str = Field(
+        default="json", description="json (one object per stderr line) or text (Envoy's own)"
+    )
+    metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Prometheus port")
+    metrics_host: str = Field(default="127.0.0.1", description="address /metrics binds")
+    health_max_poll_age: float = Field(
+        default=60.0, gt=0, description="health fails when the last good poll is older"
+    )
 
     @field_validator("config_dir")
     @classmethod
@@ -44,6 +55,31 @@ class FetcherSettings(NightjarSettings):
             raise ValueError(
                 f"config dir {text!r} must not contain quotes, backslashes or controls"
             )
+        return value
+
+    @field_validator("envoy_args")
+    @classmethod
+    def _envoy_args_split(cls, value: str) -> str:
+        try:
+            shlex.split(value)
+        except ValueError as err:
+            raise ValueError(f"{value!r} is not valid shell words ({err})") from err
+        return value
+
+    @field_validator("envoy_log_level")
+    @classmethod
+    def _envoy_level_known(cls, value: str) -> str:
+        if value.lower() not in ENVOY_LOG_LEVELS:
+            raise ValueError(
+                f"envoy log level {value!r} is not one of {', '.join(ENVOY_LOG_LEVELS)}"
+            )
+        return value.lower()
+
+    @field_validator("envoy_log_format")
+    @classmethod
+    def _envoy_format_known(cls, value: str) -> str:
+        if value not in ("json", "text"):
+            raise ValueError(f"envoy log format {value!r} is not json or text")
         return value
 
     @field_validator("node")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import click
 
@@ -26,6 +27,24 @@ def _now() -> datetime:
 
 
 JSON = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+
+
+def _store_flag(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``--bucket``/``--prefix`` after the command name override the ones before it."""
+    if value is not None and isinstance(ctx.obj, OperatorContext):
+        ctx.obj.flags[str(param.name)] = value
+
+
+def store_options(fn: Any) -> Any:
+    """Accept the store options after the command too (``nightjar status --bucket X``)."""
+    for name, text in (
+        ("--prefix", "key prefix in the bucket [NJ_PREFIX]"),
+        ("--bucket", "S3 bucket of the bundle store [NJ_BUCKET]"),
+    ):
+        fn = click.option(name, help=text, expose_value=False, callback=_store_flag)(fn)
+    return fn
+
+
 VERSION = click.option("--version", "version", help="a retained version (default: current)")
 
 
@@ -46,6 +65,7 @@ def main(ctx: click.Context, bucket: str | None, prefix: str | None) -> None:
 
 @main.command()
 @JSON
+@store_options
 @click.pass_obj
 @expected_errors
 def status(obj: OperatorContext, as_json: bool) -> None:
@@ -76,6 +96,7 @@ def status(obj: OperatorContext, as_json: bool) -> None:
 
 @main.command()
 @JSON
+@store_options
 @click.pass_obj
 @expected_errors
 def versions(obj: OperatorContext, as_json: bool) -> None:
@@ -97,6 +118,7 @@ def versions(obj: OperatorContext, as_json: bool) -> None:
 @main.command()
 @VERSION
 @JSON
+@store_options
 @click.pass_obj
 @expected_errors
 def nodes(obj: OperatorContext, version: str | None, as_json: bool) -> None:
@@ -114,6 +136,7 @@ def nodes(obj: OperatorContext, version: str | None, as_json: bool) -> None:
 @click.argument("node")
 @VERSION
 @click.option("--file", "file_name", help="only this file (e.g. lds.yaml)")
+@store_options
 @click.pass_obj
 @expected_errors
 def show(obj: OperatorContext, node: str, version: str | None, file_name: str | None) -> None:
@@ -140,6 +163,7 @@ def show(obj: OperatorContext, node: str, version: str | None, file_name: str | 
 @click.argument("v2", required=False)
 @click.option("--node", help="only this node")
 @JSON
+@store_options
 @click.pass_obj
 @expected_errors
 def diff(obj: OperatorContext, v1: str, v2: str | None, node: str | None, as_json: bool) -> None:
@@ -166,6 +190,7 @@ def diff(obj: OperatorContext, v1: str, v2: str | None, node: str | None, as_jso
 @main.command()
 @VERSION
 @JSON
+@store_options
 @click.pass_obj
 @expected_errors
 def problems(obj: OperatorContext, version: str | None, as_json: bool) -> None:
@@ -206,6 +231,7 @@ def _next_steps(version: str, frozen: bool) -> None:
 @click.argument("version")
 @click.option("--reason", help="why (shown by 'nightjar status')")
 @click.option("--by", default=None, help="who (default: the current user)")
+@store_options
 @click.pass_obj
 @expected_errors
 def rollback(obj: OperatorContext, version: str, reason: str | None, by: str | None) -> None:
@@ -226,6 +252,7 @@ def rollback(obj: OperatorContext, version: str, reason: str | None, by: str | N
 @main.command()
 @click.option("--reason", help="why (shown by 'nightjar status')")
 @click.option("--by", default=None, help="who (default: the current user)")
+@store_options
 @click.pass_obj
 @expected_errors
 def freeze(obj: OperatorContext, reason: str | None, by: str | None) -> None:
@@ -243,6 +270,7 @@ def freeze(obj: OperatorContext, reason: str | None, by: str | None) -> None:
 
 @main.command()
 @click.option("--reason", help="why (logged in your shell history, not stored)")
+@store_options
 @click.pass_obj
 @expected_errors
 def unfreeze(obj: OperatorContext, reason: str | None) -> None:
@@ -253,7 +281,10 @@ def unfreeze(obj: OperatorContext, reason: str | None) -> None:
       nightjar unfreeze
     """
     store = obj.store()
-    version = ops.current(store).manifest.version
+    manifest = ops.current(store).manifest
+    if not manifest.frozen:
+        raise OperatorError(f"nothing to unfreeze: {manifest.version} is not frozen")
+    version = manifest.version
     ops.point_manifest(store, version, frozen=False, by=None, reason=None, now=_now())
     click.echo(f"{version} is no longer frozen.")
     _next_steps(version, False)
@@ -262,6 +293,7 @@ def unfreeze(obj: OperatorContext, reason: str | None) -> None:
 @main.command()
 @click.option("--dry-run", is_flag=True, help="list what would be deleted, delete nothing")
 @JSON
+@store_options
 @click.pass_obj
 @expected_errors
 def gc(obj: OperatorContext, dry_run: bool, as_json: bool) -> None:

@@ -6,8 +6,10 @@ Both import the configurator (chevron, PyYAML) only when they run, through
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import click
 
@@ -16,6 +18,17 @@ from nightjar_cli.errors import OperatorError
 from shared.cli import expected_errors
 from shared.envoy_bin import find_envoy
 from shared.models import LDS_FILE
+
+
+def _preview(command: str) -> ModuleType:
+    """``configurator.preview`` (the configurator extra), or one sentence saying to install it."""
+    try:
+        return importlib.import_module("configurator.preview")
+    except ModuleNotFoundError as err:
+        raise OperatorError(
+            f"'nightjar {command}' renders templates and needs the configurator extra "
+            f"(missing {err.name}): pip install 'nightjar-mesh[configurator]'"
+        ) from err
 
 
 @click.command()
@@ -46,8 +59,7 @@ def render(obj: OperatorContext, mesh_file: Path, out: Path, templates_dir: Path
     Example:
       nightjar render --mesh examples/fish.yaml --out rendered/
     """
-    from configurator.preview import render_mesh_file  # the configurator extra, only here
-
+    render_mesh_file = _preview("render").render_mesh_file
     rendered = render_mesh_file(mesh_file, templates_dir, find_envoy(obj.settings().envoy_bin))
     for node, files in rendered.nodes.items():
         for name, data in files.items():
@@ -87,9 +99,7 @@ def validate(obj: OperatorContext, directory: Path) -> None:
     if envoy is None:
         raise OperatorError("no envoy binary found; set NJ_ENVOY_BIN")
     nodes = read_rendered(directory)
-    from configurator.preview import validate_nodes  # the configurator extra, only here
-
-    errors = validate_nodes(nodes, envoy)
+    errors = _preview("validate").validate_nodes(nodes, envoy)
     for node, error in errors.items():
         click.echo(f"ok    {node}" if error is None else f"FAIL  {node}: {error}")
     failed = sum(error is not None for error in errors.values())

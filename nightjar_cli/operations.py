@@ -12,14 +12,19 @@ from datetime import UTC, datetime
 from nightjar_cli.errors import OperatorError
 from nightjar_cli.results import ChangeKind, FileChange, NodeRow, Status, VersionRow
 from shared.models import Generator, Manifest, VersionIndex, changed_nodes, node_kind
+from shared.s3_store import S3BundleStore
 from shared.store import BundleStore, ManifestRead
 
 
 def current(store: BundleStore) -> ManifestRead:
-    """The manifest, or OperatorError when nothing was published yet."""
+    """The manifest, or OperatorError (naming where it looked) when there is none."""
     read = store.read_manifest()
     if read is None:
-        raise OperatorError("no manifest yet: nothing was published; run nightjar-configurator")
+        where = store.location() if isinstance(store, S3BundleStore) else "the bundle store"
+        raise OperatorError(
+            f"no manifest under {where} — is NJ_PREFIX right? (or nothing was published yet: "
+            "run nightjar-configurator)"
+        )
     return read
 
 

@@ -1,18 +1,70 @@
-"""Building boto3 clients from the standard AWS environment, at the entry points only."""
+"""Building boto3 clients from the standard AWS environment, at the entry points only.
+
+Every client gets botocore's standard retry mode with an explicit ``total_max_attempts`` and
+explicit connect/read timeouts, so one request blocks at most
+``attempts * (connect_timeout + read_timeout)`` plus the retry backoff (docs/operations).
+Nightjar never retries a request itself; ``RequestCount`` counts botocore's attempts.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ReadTimeoutError,
+)
 
 from shared.errors import AwsSetupError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long one AWS request may take: attempts (the first included) and socket timeouts."""
+
+    attempts: int = 3
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+
+    def config(self) -> Config:
+        return Config(
+            retries={"total_max_attempts": self.attempts, "mode": "standard"},
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+        )
+
+    def worst_case_seconds(self) -> float:
+        """The longest one request can block: every attempt timing out, plus standard-mode
+        backoff (at most 2**n seconds before attempt n + 1, capped at 20 s)."""
+        backoff = sum(min(20.0, 2.0**n) for n in range(self.attempts - 1))
+        return self.attempts * (self.connect_timeout + self.read_timeout) + backoff
+
+
+CONFIGURATOR = Patience(attempts=3, connect_timeout=3.0, read_timeout=10.0)
+FETCHER = Patience(attempts=2, connect_timeout=2.0, read_timeout=5.0)
+
+HINTS = {
+    "NoSuchBucket": "the bucket does not exist: check NJ_BUCKET (and AWS_REGION)",
+    "InvalidAccessKeyId": "AWS does not know this access key: check AWS_ACCESS_KEY_ID or the "
+    "task role",
+    "SignatureDoesNotMatch": "the secret key does not match: check AWS_SECRET_ACCESS_KEY",
+    "ExpiredToken": "the AWS session token expired: refresh the credentials",
+    "AccessDenied": "access denied: check the IAM policy of these credentials",
+    "UnrecognizedClientException": "AWS does not know these credentials: check AWS_ACCESS_KEY_ID "
+    "or the task role",
+}
 
 
 def make_client(service: str, config: Config) -> Any:
@@ -29,18 +81,45 @@ def make_client(service: str, config: Config) -> Any:
         raise AwsSetupError(
             f"cannot create the {service} client: {err} (set AWS_REGION; see the README)"
         ) from err
+    except ValueError as err:  # e.g. a malformed AWS_ENDPOINT_URL
+        raise AwsSetupError(f"cannot create the {service} client: {err}") from err
 
 
-def make_s3_client(max_attempts: int = 5) -> S3Client:
-    """An S3 client configured only by the environment (AWS_REGION, AWS_ENDPOINT_URL, ...).
-
-    Callers with their own backoff (the fetcher's poll loop) pass fewer attempts, so a failing
-    S3 is reported quickly instead of inside botocore's retries.
-    """
-    config = Config(
-        retries={"max_attempts": max_attempts, "mode": "standard"},
-        connect_timeout=5,
-        read_timeout=20,
-    )
-    client: S3Client = make_client("s3", config)
+def make_s3_client(patience: Patience = CONFIGURATOR) -> S3Client:
+    """An S3 client configured by the environment (AWS_REGION, AWS_ENDPOINT_URL, ...)."""
+    client: S3Client = make_client("s3", patience.config())
     return client
+
+
+def describe_aws_error(err: Exception) -> str:
+    """The error code (or botocore's class name) and what to check, in one sentence."""
+    if isinstance(err, ClientError):
+        code = str(err.response.get("Error", {}).get("Code", "")) or "error"
+        hint = HINTS.get(code)
+        return f"{code} ({hint})" if hint else code
+    if isinstance(err, NoCredentialsError):
+        return (
+            "NoCredentialsError (no AWS credentials found: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or give the task a role)"
+        )
+    if isinstance(err, EndpointConnectionError | ConnectTimeoutError):
+        return (
+            f"{type(err).__name__} (cannot reach the endpoint: check AWS_REGION, "
+            "AWS_ENDPOINT_URL and the network path to AWS)"
+        )
+    if isinstance(err, ReadTimeoutError):
+        return f"{type(err).__name__} (AWS did not answer in time; retried, then gave up)"
+    if isinstance(err, NoRegionError):
+        return "NoRegionError (set AWS_REGION)"
+    return type(err).__name__
+
+
+class RequestCount:
+    """Counts every HTTP request (each botocore attempt) a client sends, via its event hooks."""
+
+    def __init__(self, client: Any, service: str) -> None:
+        self.total = 0
+        client.meta.events.register(f"request-created.{service}", self._created)
+
+    def _created(self, **_: Any) -> None:
+        self.total += 1

@@ -1,7 +1,8 @@
 """How every nightjar command line turns expected failures into exits (one sentence, no trace).
 
 ``NightjarError`` -> exit 1 with its message; a settings problem (``SettingsError`` or a pydantic
-``ValidationError`` from a settings class) -> usage error, exit 2, naming the ``NJ_`` variable.
+``ValidationError`` from a settings class) -> exit 2, naming the ``NJ_`` variable. Either way the
+output is the single line ``Error: <sentence>``. Ctrl-C -> exit 130 with ``interrupted``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ from shared.settings import NightjarSettings, describe_settings_error
 F = TypeVar("F", bound=Callable[..., Any])
 S = TypeVar("S", bound=NightjarSettings)
 
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+class SettingsProblem(click.ClickException):
+    """A settings mistake: one ``Error:`` line, exit 2 (without click's usage banner)."""
+
+    exit_code = EXIT_USAGE
+
 
 def expected_errors(fn: F) -> F:
     """Run ``fn``; a nightjar error becomes a click error (exit 2 for settings, else 1)."""
@@ -28,9 +39,12 @@ def expected_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except SettingsError as err:
-            raise click.UsageError(str(err)) from err
+            raise SettingsProblem(str(err)) from err
         except NightjarError as err:
             raise click.ClickException(str(err)) from err
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -11,6 +11,10 @@ class AwsSetupError(NightjarError):
     """A client could not be built from the environment (no region, bad endpoint...)."""
 
 
+class EndpointBindError(NightjarError):
+    """The metrics/health endpoint cannot listen (its port is taken by another process)."""
+
+
 class SettingsError(NightjarError):
     """A process cannot start with the settings it was given; the message names the setting."""
 

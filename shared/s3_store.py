@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.aws import describe_aws_error
 from shared.errors import ObjectMissingError, PreconditionFailedError, StoreError
 from shared.store import KeyedBundleStore, StoredKey
 
@@ -30,6 +31,10 @@ class S3BundleStore(KeyedBundleStore):
         self.client = client
         self.bucket = bucket
 
+    def location(self) -> str:
+        """Where the store lives, for messages: ``s3://bucket/prefix/``."""
+        return f"s3://{self.bucket}/{self._key('')}"
+
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
@@ -39,7 +44,7 @@ class S3BundleStore(KeyedBundleStore):
             code = str(err.response.get("Error", {}).get("Code", ""))
         full = self._key(key)
         kind = ObjectMissingError if code in _MISSING else StoreError
-        reason = code or type(err).__name__
+        reason = describe_aws_error(err)
         return kind(
             f"S3 {operation} s3://{self.bucket}/{full} failed: {reason}",
             operation=operation,

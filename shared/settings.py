@@ -9,13 +9,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.errors import SettingsError
 from shared.logs import LogFormat
 
 CommaList = Annotated[list[str], NoDecode]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def split_commas(value: object) -> object:
@@ -34,6 +35,13 @@ class NightjarSettings(BaseSettings):
     prefix: str = Field(default="nightjar", description="key prefix inside the bucket")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: LogFormat = Field(default="auto", description="json, human or auto")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level_known(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"log level {value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
 
     def require_bucket(self) -> None:
         """SettingsError unless a bucket is set (every process that reads the store needs one)."""
@@ -59,4 +67,5 @@ def describe_settings_error(err: ValidationError) -> str:
     """The first settings error as ``NJ_<FIELD>: <message>``, the name an operator sets."""
     first = err.errors()[0]
     name = "NJ_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-    return f"{name}: {first['msg']}"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{name}: {message}"

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from envoy_fetcher.envoy import COUNTERS, Verdict
+from envoy_fetcher.envoy import BIND_FAILURES, COUNTERS, Verdict
 from envoy_fetcher.errors import EnvoyError
 
 
@@ -54,6 +54,8 @@ class FakeProxy:
 
     verdicts: list[Verdict] = field(default_factory=list)
     start_error: EnvoyError | None = None
+    start_verdict: Verdict = "accepted"
+    reason: str = ""
     alive: bool = False
     ever_started: bool = False
     starts: int = 0
@@ -67,11 +69,15 @@ class FakeProxy:
     def running(self) -> bool:
         return self.alive
 
-    def start(self, ready_timeout: float) -> None:
+    def start(self, ready_timeout: float) -> Verdict:
         if self.start_error is not None:
             raise self.start_error
         self.alive = self.ever_started = True
         self.starts += 1
+        return self.start_verdict
+
+    def rejection_reason(self) -> str:
+        return self.reason
 
     def supervise(self) -> None:
         self.supervised += 1
@@ -81,6 +87,10 @@ class FakeProxy:
     def confirm_swap(self, swap: Callable[[], None], timeout: float) -> Verdict:
         swap()
         self.swaps += 1
+        if (
+            not self.ever_started and not self.alive
+        ):  # like EnvoyProcess: the first release starts the proxy
+            return self.start(timeout)
         if not self.alive:
             return "unconfirmed"
         return self.verdicts.pop(0) if self.verdicts else "accepted"
@@ -94,7 +104,8 @@ class FakeProxy:
 def counters(**moved: int) -> dict[str, int]:
     """Envoy update counters: every one 0 except ``lds_success=1`` style overrides."""
     short = {c.split(".")[1] + "_" + c.rsplit("_", 1)[1]: c for c in COUNTERS}
-    values = dict.fromkeys(COUNTERS, 0)
+    short["bind_failures"] = BIND_FAILURES
+    values = dict.fromkeys((*COUNTERS, BIND_FAILURES), 0)
     for name, value in moved.items():
         values[short[name]] = value
     return values
@@ -106,6 +117,7 @@ class FakeAdmin:
 
     answers: list[dict[str, int] | OSError] = field(default_factory=list)
     ready_after: int = 0
+    errors: list[str] = field(default_factory=list)
     ready_calls: int = 0
     drains: int = 0
 
@@ -121,6 +133,9 @@ class FakeAdmin:
 
     def drain(self) -> None:
         self.drains += 1
+
+    def listener_errors(self) -> list[str]:
+        return list(self.errors)
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import ManifestConflictError, PreconditionFailedError, StoreError
@@ -39,25 +41,43 @@ def tamper(client: S3Client, bucket: str, key: str, data: bytes = b"tampered") -
 
 
 class FailingCloudMap:
-    """A Cloud Map client whose DiscoverInstances fails for one service, like a throttled API."""
+    """Makes Cloud Map answer DiscoverInstances for one service with an error at the HTTP
+    layer (a throttled API), so botocore's own retries run and every attempt is counted."""
 
     def __init__(self, client: Any, service_name: str, code: str = "ThrottlingException") -> None:
-        self._client = client
         self.service_name = service_name
         self.code = code
         self.failures = 0
+        client.meta.events.register_first(
+            "before-send.servicediscovery.DiscoverInstances", self._answer
+        )
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+    def _answer(self, request: Any, **_: Any) -> Any:
+        from botocore.awsrequest import AWSResponse
 
-    def discover_instances(self, **kwargs: Any) -> Any:
-        from botocore.exceptions import ClientError
+        if json.loads(request.body or b"{}").get("ServiceName") != self.service_name:
+            return None
+        self.failures += 1
+        body = json.dumps({"__type": self.code, "message": "Rate exceeded"}).encode()
+        headers = {"x-amzn-ErrorType": self.code, "Content-Type": "application/x-amz-json-1.1"}
+        return AWSResponse(request.url, 400, headers, _Raw(body))
 
-        if kwargs.get("ServiceName") == self.service_name:
-            self.failures += 1
-            error = {"Error": {"Code": self.code, "Message": "Rate exceeded"}}
-            raise ClientError(error, "DiscoverInstances")  # type: ignore[arg-type]
-        return self._client.discover_instances(**kwargs)
+
+class _Raw:
+    """The raw body botocore reads from a response."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.data
+
+
+def no_retry_backoff(monkeypatch: Any) -> None:
+    """botocore's standard-mode retries without their backoff sleeps (throttling waits ~1-3 s)."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
 
 
 def with_unchecked_file(index: Any, node: str, name: str) -> Any:
@@ -106,3 +126,62 @@ class LostAnswerStore(MemoryBundleStore):
                 raise PreconditionFailedError("retried PUT found its own write", key=key)
             raise StoreError("connection dropped before the answer", key=key, operation="PutObject")
         return etag
+
+
+class ErrorS3:
+    """An AWS endpoint on 127.0.0.1 that answers every request with one error (``code``),
+    or (``code="hang"``) accepts connections and never answers; ``accepted`` is set then."""
+
+    STATUS = {
+        "NoSuchBucket": 404,
+        "NoSuchKey": 404,
+        "InvalidAccessKeyId": 403,
+        "ServiceUnavailable": 503,
+    }
+
+    def __init__(self, code: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.code = code
+        self.requests = 0
+        self.accepted = threading.Event()
+        fault = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                fault.requests += 1
+                fault.accepted.set()
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if fault.code == "hang":
+                    fault.release.wait(30)
+                    return
+                body = (
+                    f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{fault.code}</Code>"
+                    f"<Message>{fault.code}</Message></Error>"
+                ).encode()
+                self.send_response(fault.STATUS.get(fault.code, 400))
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_PUT = do_POST = do_GET  # noqa: N815
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.release = threading.Event()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ErrorS3:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()

@@ -15,10 +15,11 @@ import yaml
 from moto import mock_aws
 
 from configurator.cycle import Configurator, Retention
-from configurator.discovery import CloudMapDiscovery
+from configurator.discovery import CloudMapDiscovery, make_cloudmap_client
 from configurator.mesh import eds_file_name
 from configurator.render import TemplateLibrary
 from configurator.validate import EnvoyValidator
+from shared.aws import CONFIGURATOR
 from shared.models import VersionIndex
 from shared.s3_store import S3BundleStore
 from tests.cloudmap import (
@@ -31,7 +32,7 @@ from tests.cloudmap import (
     update_settings,
 )
 from tests.conftest import BUCKET
-from tests.faults import FailingCloudMap, RequestCounter
+from tests.faults import FailingCloudMap, RequestCounter, no_retry_backoff
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def make_configurator(aws: dict[str, Any], cloudmap: Any = None) -> Configurator
     return Configurator(
         namespaces=[FISH],
         store=S3BundleStore(aws["s3"], BUCKET, "mesh"),
-        discovery=CloudMapDiscovery(cloudmap or aws["cloudmap"], sleep=lambda _: None),
+        discovery=CloudMapDiscovery(cloudmap or aws["cloudmap"]),
         templates=TemplateLibrary.from_dir(),
         validator=EnvoyValidator(None),
         retention=Retention(keep=5),
@@ -225,19 +226,24 @@ def test_a_change_uploads_only_new_files(aws: dict[str, Any]) -> None:
     assert len(second.changed_nodes) == 8
 
 
-def test_cloud_map_failure_on_one_service_publishes_nothing(aws: dict[str, Any]) -> None:
-    """A service that cannot be read after retries fails the cycle; the manifest stays."""
+def test_cloud_map_failure_on_one_service_publishes_nothing(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service that cannot be read after botocore's retries fails the cycle; the manifest
+    stays; every HTTP attempt is counted once (3 attempts = 3 of the cycle's calls)."""
+    no_retry_backoff(monkeypatch)
     healthy = make_configurator(aws)
     first = healthy.run_cycle()
-    cloudmap = aws["cloudmap"]
+    cloudmap = make_cloudmap_client()
     cloudmap.deregister_instance(ServiceId=aws["ids"]["trout-blue"], InstanceId="service-settings")
     failing = FailingCloudMap(cloudmap, "salmon-blue")
-    configurator = make_configurator(aws, failing)
+    configurator = make_configurator(aws, cloudmap)
     counter = RequestCounter(aws["s3"])
     report = configurator.run_cycle()
     assert report.outcome == "failed"
     assert "DiscoverInstances" in report.error and "ThrottlingException" in report.error
-    assert failing.failures == 4  # bounded retries
+    assert failing.failures == CONFIGURATOR.attempts == 3  # botocore's bounded retries, no more
+    assert report.calls >= failing.failures  # a failed cycle still counts what it cost
     assert counter.writes() == 0
     read = configurator.store.read_manifest()
     assert read is not None and read.manifest.version == first.version

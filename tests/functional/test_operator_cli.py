@@ -206,13 +206,36 @@ def test_errors_are_one_sentence_exit_1(
     assert "Traceback" not in result.output
 
 
+def test_store_options_work_after_the_command(published: Published) -> None:
+    """``nightjar status --bucket X`` (as the usage error suggests) equals the global form."""
+    after = CliRunner().invoke(main, ["status", "--json", "--bucket", BUCKET])
+    assert after.exit_code == 0, after.output
+    assert json.loads(after.stdout)["version"] == published.versions[-1]
+    wrong = CliRunner().invoke(main, ["versions", "--bucket", BUCKET, "--prefix", "elsewhere"])
+    assert wrong.exit_code == 1 and "s3://nightjar-test/elsewhere/" in wrong.output
+
+
+def test_unfreeze_when_not_frozen_says_so(published: Published) -> None:
+    """Unfreezing a manifest that is not frozen: exit 1, one sentence, nothing written."""
+    before = published.configurator.store.read_manifest()
+    result = nj("unfreeze")
+    assert result.exit_code == 1
+    assert (
+        result.output.strip()
+        == f"Error: nothing to unfreeze: {published.versions[-1]} is not frozen"
+    )
+    after = published.configurator.store.read_manifest()
+    assert before is not None and after is not None and before.etag == after.etag
+
+
 def test_no_manifest_and_no_bucket() -> None:
     """Nothing published yet → exit 1 saying so; no bucket configured → usage error, exit 2."""
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         for command in (["status"], ["versions"], ["nodes"], ["freeze"], ["problems"]):
             result = nj(*command)
-            assert result.exit_code == 1 and "no manifest yet" in result.output, command
+            assert result.exit_code == 1, command
+            assert "no manifest under s3://nightjar-test/nightjar/" in result.output, command
         missing = CliRunner().invoke(main, ["--bucket", "no-such-bucket", "status"])
         assert missing.exit_code == 1 and "NoSuchBucket" in missing.output
     no_bucket = CliRunner().invoke(main, ["status"])

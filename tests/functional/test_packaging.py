@@ -28,9 +28,12 @@ def test_console_scripts_answer_help_and_version(script: str) -> None:
     assert version.stdout.strip() == f"{script}, version {__version__}"
 
 
-def imported_heavy_modules(packages: tuple[str, ...]) -> list[str]:
-    """Configurator, chevron and yaml modules a fresh Python holds after importing every module
-    of ``packages``."""
+HEAVY = ("configurator", "chevron", "yaml")
+
+
+def imported_heavy_modules(packages: tuple[str, ...], heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    """Modules of the ``heavy`` top-level packages a fresh Python holds after importing every
+    module of ``packages``."""
     root = Path(__file__).resolve().parents[2]
     modules = [
         ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
@@ -42,7 +45,7 @@ def imported_heavy_modules(packages: tuple[str, ...]) -> list[str]:
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'configurator', 'chevron', 'yaml'})\n"
+        f"{set(heavy)!r})\n"
         "print(','.join(bad))\n"
     )
     result = subprocess.run(
@@ -54,6 +57,42 @@ def imported_heavy_modules(packages: tuple[str, ...]) -> list[str]:
 def test_fetcher_and_shared_import_no_configurator_code() -> None:
     """Importing every envoy_fetcher and shared module pulls in no configurator, chevron or yaml."""
     assert imported_heavy_modules(("envoy_fetcher", "shared")) == []
+
+
+def test_fetcher_without_metrics_does_not_import_prometheus_client() -> None:
+    """Metrics off (the default): importing every fetcher module, the CLI included, loads no
+    prometheus_client; it is imported only when NJ_METRICS_PORT starts the metrics server."""
+    assert imported_heavy_modules(("envoy_fetcher",), ("prometheus_client",)) == []
+
+
+def test_base_install_operator_cli_needs_no_templates_engine(tmp_path: Path) -> None:
+    """Without chevron and PyYAML (pip install nightjar-mesh, no extras): ``nightjar --help``
+    works and ``render`` says in one line which extra to install, never ModuleNotFoundError."""
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('chevron', 'yaml'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from nightjar_cli.cli import main\n"
+        "main()\n"
+    )
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text("namespaces: {}\n")
+    argv = [sys.executable, "-c", blocker]
+    assert subprocess.run([*argv, "--help"], capture_output=True, text=True).returncode == 0
+    result = subprocess.run(
+        [*argv, "render", "--mesh", str(mesh), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output
+    assert output.strip().splitlines() == [
+        "Error: 'nightjar render' renders templates and needs the configurator extra (missing "
+        "chevron): pip install 'nightjar-mesh[configurator]'"
+    ]
 
 
 def test_operator_cli_imports_no_configurator_code() -> None:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from configurator.discovery import make_cloudmap_client
 from shared.s3_store import S3BundleStore
 from tests.cloudmap import FISH, create_namespace, fish_mesh, register
 from tests.integration.conftest import free_port
+from tests.prometheus import scrape, value
 from tests.waiting import wait_for
 
 BIN = Path(sys.executable).parent
@@ -44,18 +46,27 @@ def test_run_publishes_serves_metrics_and_stops_on_sigterm(moto_endpoint: str) -
     try:
         store = S3BundleStore(s3, "mesh", "nightjar")
         wait_for(lambda: store.read_manifest() is not None)
-        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        cycles = "nightjar_configurator_cycles_total"
 
         def two_cycles() -> bool:
-            text = urllib.request.urlopen(url, timeout=5).read().decode()
-            return 'nightjar_configurator_cycles_total{outcome="unchanged"}' in text
+            return value(scrape(metrics_port), cycles, outcome="unchanged") >= 1
 
         wait_for(two_cycles)
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
-        assert 'nightjar_configurator_cycles_total{outcome="published"} 1' in text
-        assert "nightjar_configurator_published_versions_total 1" in text
-        assert f"nightjar_configurator_cloudmap_calls_last_cycle {2 + len(fish_mesh())}" in text
-        assert "nightjar_configurator_problems 10" in text
+        samples = scrape(metrics_port)
+        assert value(samples, cycles, outcome="published") == 1
+        assert value(samples, "nightjar_configurator_published_versions_total") == 1
+        calls = value(samples, "nightjar_configurator_cloudmap_calls_last_cycle")
+        assert calls == 2 + len(fish_mesh())
+        assert value(samples, "nightjar_configurator_problems") == 10
+        last = value(samples, "nightjar_configurator_last_success_timestamp_seconds")
+        assert abs(last - time.time()) < 5
+        assert value(samples, "nightjar_configurator_cycle_seconds_count") >= 2
+        healthz = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=5)
+        assert healthz.status == 200 and b"last good cycle" in healthz.read()
+        health = subprocess.run(
+            [BIN / "nightjar-configurator", "health"], env=env, capture_output=True, text=True
+        )
+        assert health.returncode == 0 and health.stdout.startswith("healthy"), health.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)

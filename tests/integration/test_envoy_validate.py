@@ -47,7 +47,7 @@ def fish_store() -> Iterator[Configurator]:
         yield Configurator(
             namespaces=[FISH],
             store=MemoryBundleStore(),
-            discovery=CloudMapDiscovery(cloudmap, sleep=lambda _: None),
+            discovery=CloudMapDiscovery(cloudmap),
             templates=TemplateLibrary.from_dir(),
             validator=EnvoyValidator(find_envoy()),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from tests.bundles import later, manifest_for, store_version
 from tests.envoy_files import cds, lds, rejected_lds
 from tests.faults import tamper
 from tests.integration.conftest import free_port, stop_moto
+from tests.prometheus import scrape, value
 from tests.waiting import wait_for
 
 BIN = Path(sys.executable).parent
@@ -42,6 +44,7 @@ class Mesh:
         self.config_dir = tmp_path / "cfg"
         self.port = free_port()
         self.admin_port = free_port()
+        self.metrics_port = free_port()
         self.proc: subprocess.Popen[str] | None = None
         self.minute = 0
 
@@ -57,8 +60,8 @@ class Mesh:
     def route_all_to(self, name: str) -> str:
         return self.publish(lds({"/": name}), [name])
 
-    def start(self) -> None:
-        env = {
+    def env(self) -> dict[str, str]:
+        return {
             **os.environ,
             "NJ_BUCKET": BUCKET,
             "NJ_NODE": NODE,
@@ -72,6 +75,9 @@ class Mesh:
             "NJ_LOG_FORMAT": "json",
             "NJ_ENVOY_LOG_LEVEL": "warning",
         }
+
+    def start(self, **extra: str) -> None:
+        env = {**self.env(), **extra}
         self.proc = subprocess.Popen(
             [BIN / "nightjar-fetcher", "run"],
             env=env,
@@ -100,6 +106,11 @@ class Mesh:
     def state(self) -> dict[str, Any]:
         path = self.config_dir / "state.json"
         return json.loads(path.read_text()) if path.exists() else {}
+
+    def health(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [BIN / "nightjar-fetcher", "health"], env=self.env(), capture_output=True, text=True
+        )
 
     def admin_up(self) -> bool:
         try:
@@ -152,10 +163,16 @@ class Traffic:
         self._thread.join(timeout=10)
 
 
+def json_lines(stderr: str) -> list[dict[str, Any]]:
+    """Every stderr line as a JSON object (json.loads raises on the first one that is not)."""
+    return [json.loads(line) for line in stderr.splitlines()]
+
+
 def test_traffic_follows_new_versions_without_failed_requests(mesh: Mesh) -> None:
-    """v1 routes to blue; v2 to green: traffic follows within a few polls, no request fails."""
+    """v1 routes to blue; v2 to green: traffic follows within a few polls, no request fails;
+    the process's stderr (Envoy's log included) is one JSON object per line."""
     mesh.route_all_to("blue")
-    mesh.start()
+    mesh.start(NJ_ENVOY_LOG_LEVEL="info", NJ_METRICS_PORT=str(mesh.metrics_port))
     wait_for(lambda: mesh.answers("blue"), what="envoy serving v1")
     with Traffic(mesh) as traffic:
         traffic.wait_for_answers(20)
@@ -165,8 +182,17 @@ def test_traffic_follows_new_versions_without_failed_requests(mesh: Mesh) -> Non
     assert traffic.failures == []
     assert set(traffic.answers) == {"blue", "green"}
     assert mesh.state()["applied_version"] == v2
+    samples = scrape(mesh.metrics_port)
+    assert value(samples, "nightjar_fetcher_applied_version_info", version=v2) == 1
+    assert value(samples, "nightjar_fetcher_releases_total", result="applied") == 2
+    assert value(samples, "nightjar_fetcher_downloaded_bytes_total") > 0
+    assert mesh.health().returncode == 0
     code, stderr = mesh.stop()
     assert code == 0, stderr
+    lines = json_lines(stderr)
+    assert {"ts", "level", "event"} <= lines[0].keys()
+    envoy_lines = [line for line in lines if line["event"] == "envoy.log"]
+    assert len(envoy_lines) > 20 and "Traceback" not in stderr
     applied = [json.loads(x) for x in stderr.splitlines() if '"release.applied"' in x]
     assert applied[-1]["version"] == v2 and applied[-1]["confirm"] == "accepted"
     assert applied[-1]["changed_files"] == ["cds.yaml", "lds.yaml"]
@@ -245,4 +271,54 @@ def test_with_no_release_and_no_bundle_envoy_waits(mesh: Mesh) -> None:
     assert not mesh.admin_up()
     mesh.route_all_to("green")
     wait_for(lambda: mesh.answers("green"), what="envoy started with the first bundle")
+    assert mesh.stop()[0] == 0
+
+
+def listening(port: int) -> socket.socket:
+    """A socket holding ``port`` on 127.0.0.1, as another process in the task would."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    sock.listen()
+    return sock
+
+
+def test_a_taken_listener_port_at_start_is_a_rejected_release(mesh: Mesh) -> None:
+    """The listener port is bound by someone else before Envoy starts: the first release is
+    confirmed, found rejected with an error naming the port, and health fails."""
+    v1 = mesh.route_all_to("blue")
+    with listening(mesh.port):
+        mesh.start()
+        wait_for(lambda: mesh.state().get("last_release") == "rejected", what="rejection")
+        reason = mesh.state()["bad_versions"][v1]
+        assert f"cannot bind port 127.0.0.1:{mesh.port}" in reason
+        health = mesh.health()
+        assert health.returncode == 1 and f"127.0.0.1:{mesh.port}" in health.stdout
+        status = subprocess.run(
+            [BIN / "nightjar-fetcher", "status"], env=mesh.env(), capture_output=True, text=True
+        )
+        assert status.returncode == 1 and v1 in status.stdout
+        code, stderr = mesh.stop()
+    assert code == 0
+    assert all(line["event"] for line in json_lines(stderr))
+
+
+def test_a_version_whose_listener_cannot_bind_keeps_the_previous_one_serving(mesh: Mesh) -> None:
+    """v2 moves the listener to a port that is taken: rolled back, v1 keeps serving, health
+    fails until a good version applies."""
+    v1 = mesh.route_all_to("blue")
+    mesh.start()
+    wait_for(lambda: mesh.answers("blue"), what="envoy serving v1")
+    assert mesh.health().returncode == 0
+    taken = free_port()
+    with listening(taken):
+        moved = lds({"/": "green"}).replace(b"${NJ_LISTENER_PORT}", str(taken).encode())
+        v2 = mesh.publish(moved, ["green"])
+        wait_for(lambda: v2 in mesh.state().get("bad_versions", {}), what="v2 rejected")
+        assert f"127.0.0.1:{taken}" in mesh.state()["bad_versions"][v2]
+        assert os.readlink(mesh.config_dir / "current") == f"releases/{v1}"
+        assert mesh.answers("blue")
+        assert mesh.health().returncode == 1
+    mesh.route_all_to("green")
+    wait_for(lambda: mesh.answers("green"), what="the next good version")
+    assert mesh.health().returncode == 0
     assert mesh.stop()[0] == 0

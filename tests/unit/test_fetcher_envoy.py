@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
 import pytest
 
 from envoy_fetcher.envoy import (
+    JSON_LOG_FORMAT,
     EnvoyCommand,
     EnvoyProcess,
     await_verdict,
@@ -20,7 +22,7 @@ from envoy_fetcher.errors import EnvoyError
 from shared.models import CDS_FILE, LDS_FILE
 from tests.fakes import FakeAdmin, FakeChild, FakeClock, counters
 
-COMMAND = EnvoyCommand("envoy", Path("/cfg/bootstrap.json"), "warning", "--concurrency 1")
+COMMAND = EnvoyCommand("envoy", Path("/cfg/bootstrap.json"), "warning", "--concurrency 1", "")
 
 
 class Spawner:
@@ -65,6 +67,17 @@ def test_bootstrap_follows_the_current_link_for_both_files() -> None:
         "address": "127.0.0.1",
         "port_value": 9901,
     }
+
+
+def test_command_line_asks_for_json_application_logs_by_default() -> None:
+    """The default log format makes each Envoy log line one JSON object (message %j-escaped)."""
+    argv = EnvoyCommand("envoy", Path("/b.json")).argv()
+    fmt = argv[argv.index("--log-format") + 1]
+    assert fmt == JSON_LOG_FORMAT and '"message":"%j"' in fmt
+    sample = fmt.replace("%Y-%m-%dT%T.%e%z", "2026").replace("%t", "7")
+    for flag in ("%l", "%n", "%j", "%s", "%#"):
+        sample = sample.replace(flag, "x")
+    assert set(json.loads(sample)) >= {"ts", "level", "logger", "event", "message"}
 
 
 def test_command_line_disables_hot_restart_and_appends_extra_args() -> None:
@@ -202,11 +215,63 @@ def test_stop_without_a_start_does_nothing() -> None:
     assert envoy().stop(1.0) is None
 
 
-def test_swap_without_a_running_envoy_is_unconfirmed() -> None:
-    """Nobody to ask: the swap still happens and the verdict says so."""
+def test_the_first_swap_starts_envoy_and_is_confirmed() -> None:
+    """Never started: swap, start Envoy on the files, and judge its first load of them."""
     swaps: list[str] = []
-    assert envoy().confirm_swap(lambda: swaps.append("swapped"), 1.0) == "unconfirmed"
+    admin = FakeAdmin([counters(lds_success=1, cds_success=1)])
+    proc = envoy(admin)
+    assert proc.confirm_swap(lambda: swaps.append("swapped"), 1.0) == "accepted"
+    assert swaps == ["swapped"] and proc.running()
+
+
+def test_a_listener_that_cannot_bind_at_start_is_a_rejection_naming_the_port() -> None:
+    """Envoy LIVE but its listener failed to bind: rejected, the reason names the port."""
+    clock = FakeClock()
+    admin = FakeAdmin([counters(lds_rejected=1, cds_success=1, bind_failures=1)])
+    proc = EnvoyProcess(
+        COMMAND, admin, Spawner(), clock.monotonic, clock.sleep, listener="127.0.0.1:15001"
+    )
+    assert proc.start(1.0) == "rejected"
+    assert "cannot bind port 127.0.0.1:15001" in proc.rejection_reason()
+    assert "listener_create_failure" in proc.rejection_reason()
+    admin.errors = ["cannot bind '127.0.0.1:9999': Address already in use"]
+    assert proc.start(1.0) == "rejected"
+    assert "cannot bind port 127.0.0.1:9999" in proc.rejection_reason()  # what Envoy says
+
+
+def test_a_bind_failure_during_a_swap_is_a_rejection() -> None:
+    """listener_create_failure moving after a swap rejects it even if LDS counted a success."""
+    before = counters(lds_success=1, cds_success=1)
+    assert judge(before, counters(lds_success=2, cds_success=2, bind_failures=1)) == "rejected"
+
+
+def test_swap_with_a_dead_envoy_is_unconfirmed() -> None:
+    """Started once but dead now (awaiting restart): the swap happens, nobody to ask."""
+    swaps: list[str] = []
+    spawner = Spawner()
+    proc = envoy(FakeAdmin([counters(lds_success=1, cds_success=1)]), spawner)
+    proc.start(1.0)
+    spawner.children[0].exit(1)
+    assert proc.confirm_swap(lambda: swaps.append("swapped"), 1.0) == "unconfirmed"
     assert swaps == ["swapped"]
+
+
+def test_envoy_restarts_are_reported() -> None:
+    """Each restart of a dead Envoy calls on_restart (the restart metric)."""
+    restarts: list[int] = []
+    clock, spawner = FakeClock(), Spawner()
+    proc = EnvoyProcess(
+        COMMAND,
+        FakeAdmin([counters(lds_success=1, cds_success=1)]),
+        spawner,
+        clock.monotonic,
+        clock.sleep,
+        on_restart=lambda: restarts.append(1),
+    )
+    proc.start(1.0)
+    spawner.children[0].exit(1)
+    proc.supervise()
+    assert restarts == [1]
 
 
 def test_swap_is_judged_against_the_counters_read_before_it() -> None:

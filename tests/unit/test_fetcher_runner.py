@@ -19,6 +19,7 @@ class FakePoller:
         self.release = release
         self.polled_at: list[float] = []
         self.errors: list[str] = []
+        self.rejected: list[tuple[str, str]] = []
 
     def poll_once(self) -> Step:
         self.polled_at.append(self.clock.now)
@@ -32,6 +33,9 @@ class FakePoller:
 
     def note_error(self, message: str) -> None:
         self.errors.append(message)
+
+    def note_rejected(self, version: str, reason: str) -> None:
+        self.rejected.append((version, reason))
 
 
 def runner(poller: FakePoller, proxy: FakeProxy | None, clock: FakeClock) -> Runner:
@@ -130,3 +134,13 @@ def test_a_proxy_that_cannot_start_is_recorded_and_retried() -> None:
     run_polls(runner(poller, proxy, clock), poller, FakeStop(clock), 3)
     assert len(poller.polled_at) == 3
     assert poller.errors == ["cannot start envoy 'nope'"] * 4  # fast start + after each poll
+
+
+def test_a_release_envoy_refuses_at_fast_start_is_rejected() -> None:
+    """Envoy started on the release on disk refuses it (e.g. its port is taken): the poller
+    marks that release rejected with the proxy's reason."""
+    clock = FakeClock()
+    poller = FakePoller(clock, ["not_modified"], release="v1")
+    proxy = FakeProxy(start_verdict="rejected", reason="envoy cannot bind port 127.0.0.1:8080")
+    run_polls(runner(poller, proxy, clock), poller, FakeStop(clock), 1)
+    assert poller.rejected == [("v1", "envoy cannot bind port 127.0.0.1:8080")]
