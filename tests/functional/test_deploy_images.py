@@ -32,7 +32,8 @@ def requirement_names() -> set[str]:
     """The runtime dependencies of the package and its configurator extra."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = project["dependencies"] + project["optional-dependencies"]["configurator"]
-    return {re.split(r"[\[<>=~! ]", r, maxsplit=1)[0].lower() for r in wanted}
+    names = (re.split(r"[\[<>=~! ]", r, maxsplit=1)[0] for r in wanted)
+    return {re.sub(r"[-_.]+", "-", name).lower() for name in names}
 
 
 def test_images_run_the_envoy_the_tests_validate_with() -> None:
