@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from nightjar_cli import operations as ops
+from nightjar_cli.appmesh_cli import import_appmesh
 from nightjar_cli.context import OperatorContext
 from nightjar_cli.errors import OperatorError
 from nightjar_cli.offline import render, validate
@@ -296,3 +297,4 @@ def gc(obj: OperatorContext, dry_run: bool, as_json: bool) -> None:
 
 main.add_command(render)
 main.add_command(validate)
+main.add_command(import_appmesh)

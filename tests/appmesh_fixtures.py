@@ -1,0 +1,162 @@
+"""App Mesh definitions in the API reference's describe shapes, for the import tests.
+
+The colorteller demo: ``colorteller.appmesh-demo.local`` routes ``/`` to white (2) and blue (1)
+and ``/admin`` to white only; the ingress gateway admits ``/color`` without rewriting, so
+``/admin`` is reachable from sidecars only. ``colorgateway`` is a client with no virtual
+service.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MESH = "appmesh-demo"
+NAMESPACE = "appmesh-demo.local"
+HOST = "colorteller.appmesh-demo.local"
+
+
+def node(name: str, **spec: Any) -> dict[str, Any]:
+    """A DescribeVirtualNode ``virtualNode`` with an http listener and Cloud Map discovery."""
+    body: dict[str, Any] = {
+        "listeners": [{"portMapping": {"port": 9080, "protocol": "http"}}],
+        "serviceDiscovery": {"awsCloudMap": {"namespaceName": NAMESPACE, "serviceName": name}},
+    }
+    body.update(spec)
+    return {"meshName": MESH, "virtualNodeName": name, "spec": body}
+
+
+def listener(**extra: Any) -> list[dict[str, Any]]:
+    return [{"portMapping": {"port": 9080, "protocol": "http"}, **extra}]
+
+
+def service(name: str, provider: dict[str, Any]) -> dict[str, Any]:
+    return {"meshName": MESH, "virtualServiceName": name, "spec": {"provider": provider}}
+
+
+def router(name: str) -> dict[str, Any]:
+    return {
+        "meshName": MESH,
+        "virtualRouterName": name,
+        "spec": {"listeners": [{"portMapping": {"port": 9080, "protocol": "http"}}]},
+    }
+
+
+def route(
+    router_name: str, name: str, http: dict[str, Any], kind: str = "httpRoute"
+) -> dict[str, Any]:
+    return {
+        "meshName": MESH,
+        "virtualRouterName": router_name,
+        "routeName": name,
+        "spec": {kind: http},
+    }
+
+
+def http(prefix: str, *targets: tuple[str, int], **extra: Any) -> dict[str, Any]:
+    """An httpRoute matching ``prefix`` with ``weightedTargets``."""
+    weighted = [{"virtualNode": n, "weight": w} for n, w in targets]
+    return {"match": {"prefix": prefix}, "action": {"weightedTargets": weighted}, **extra}
+
+
+def gateway(name: str = "ingress-gw") -> dict[str, Any]:
+    return {
+        "meshName": MESH,
+        "virtualGatewayName": name,
+        "spec": {"listeners": [{"portMapping": {"port": 9080, "protocol": "http"}}]},
+    }
+
+
+def gateway_route(
+    name: str, prefix: str, target: str, rewrite: dict[str, Any] | None = None, **match: Any
+) -> dict[str, Any]:
+    action: dict[str, Any] = {"target": {"virtualService": {"virtualServiceName": target}}}
+    if rewrite is not None:
+        action["rewrite"] = rewrite
+    return {
+        "meshName": MESH,
+        "virtualGatewayName": "ingress-gw",
+        "gatewayRouteName": name,
+        "spec": {"httpRoute": {"match": {"prefix": prefix, **match}, "action": action}},
+    }
+
+
+NO_REWRITE = {"prefix": {"defaultPrefix": "DISABLED"}}
+RETRY = {
+    "maxRetries": 3,
+    "perRetryTimeout": {"unit": "ms", "value": 500},
+    "httpRetryEvents": ["server-error", "gateway-error"],
+    "tcpRetryEvents": ["connection-error"],
+}
+
+
+def colorteller() -> dict[str, list[dict[str, Any]]]:
+    """The demo mesh, by describe-* output key."""
+    return {
+        "virtualNode": [
+            node(
+                "colorteller-white",
+                listeners=listener(
+                    healthCheck={
+                        "protocol": "http",
+                        "path": "/ping",
+                        "port": 9080,
+                        "intervalMillis": 5000,
+                        "timeoutMillis": 2000,
+                        "healthyThreshold": 2,
+                        "unhealthyThreshold": 3,
+                    },
+                    outlierDetection={
+                        "maxServerErrors": 5,
+                        "interval": {"unit": "s", "value": 10},
+                        "baseEjectionDuration": {"unit": "s", "value": 30},
+                        "maxEjectionPercent": 50,
+                    },
+                    connectionPool={"http": {"maxConnections": 100, "maxPendingRequests": 10}},
+                ),
+            ),
+            node("colorteller-blue"),
+            node(
+                "colorgateway",
+                backends=[{"virtualService": {"virtualServiceName": HOST}}],
+            ),
+        ],
+        "virtualService": [
+            service(HOST, {"virtualRouter": {"virtualRouterName": "colorteller-router"}})
+        ],
+        "virtualRouter": [router("colorteller-router")],
+        "route": [
+            route(
+                "colorteller-router",
+                "colorteller-route",
+                http(
+                    "/",
+                    ("colorteller-white", 2),
+                    ("colorteller-blue", 1),
+                    retryPolicy=RETRY,
+                    timeout={"perRequest": {"unit": "s", "value": 3}},
+                ),
+            ),
+            route(
+                "colorteller-router",
+                "colorteller-admin",
+                http(
+                    "/admin",
+                    ("colorteller-white", 1),
+                    retryPolicy=RETRY,
+                    timeout={"perRequest": {"unit": "s", "value": 3}},
+                ),
+            ),
+        ],
+        "virtualGateway": [gateway()],
+        "gatewayRoute": [
+            gateway_route("colorteller-gr", "/color", HOST, NO_REWRITE, hostname={"exact": HOST})
+        ],
+    }
+
+
+def definitions(resources: dict[str, list[dict[str, Any]]] | None = None) -> Any:
+    """``AppMeshDefinitions`` of ``resources`` (default: the demo)."""
+    from nightjar_cli.appmesh_sources import group
+
+    found = resources if resources is not None else colorteller()
+    return group([(kind, r) for kind, items in found.items() for r in items], MESH)
