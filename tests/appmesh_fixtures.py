@@ -19,7 +19,9 @@ def node(name: str, **spec: Any) -> dict[str, Any]:
     """A DescribeVirtualNode ``virtualNode`` with an http listener and Cloud Map discovery."""
     body: dict[str, Any] = {
         "listeners": [{"portMapping": {"port": 9080, "protocol": "http"}}],
-        "serviceDiscovery": {"awsCloudMap": {"namespaceName": NAMESPACE, "serviceName": name}},
+        "serviceDiscovery": {
+            "awsCloudMap": {"namespaceName": NAMESPACE, "serviceName": name, "attributes": []}
+        },
     }
     body.update(spec)
     return {"meshName": MESH, "virtualNodeName": name, "spec": body}
@@ -160,3 +162,78 @@ def definitions(resources: dict[str, list[dict[str, Any]]] | None = None) -> Any
 
     found = resources if resources is not None else colorteller()
     return group([(kind, r) for kind, items in found.items() for r in items], MESH)
+
+
+def create_in_moto(client: Any, resources: dict[str, list[dict[str, Any]]]) -> None:
+    """Create every resource moto implements through the App Mesh API (not virtual services)."""
+    client.create_mesh(meshName=MESH)
+    for vn in resources["virtualNode"]:
+        client.create_virtual_node(
+            meshName=MESH, virtualNodeName=vn["virtualNodeName"], spec=vn["spec"]
+        )
+    for vr in resources["virtualRouter"]:
+        client.create_virtual_router(
+            meshName=MESH, virtualRouterName=vr["virtualRouterName"], spec=vr["spec"]
+        )
+    for r in resources["route"]:
+        client.create_route(
+            meshName=MESH,
+            virtualRouterName=r["virtualRouterName"],
+            routeName=r["routeName"],
+            spec=r["spec"],
+        )
+    for vg in resources["virtualGateway"]:
+        client.create_virtual_gateway(
+            meshName=MESH, virtualGatewayName=vg["virtualGatewayName"], spec=vg["spec"]
+        )
+    for gr in resources["gatewayRoute"]:
+        client.create_gateway_route(
+            meshName=MESH,
+            virtualGatewayName=gr["virtualGatewayName"],
+            gatewayRouteName=gr["gatewayRouteName"],
+            spec=gr["spec"],
+        )
+
+
+class _Pages:
+    def __init__(self, key: str, items: list[dict[str, Any]]) -> None:
+        self.key, self.items = key, items
+
+    def paginate(self, **_: Any) -> list[dict[str, Any]]:
+        return [{self.key: self.items}]
+
+
+class WithVirtualServices:
+    """An App Mesh client: moto for what moto implements, ``services`` (describe shapes) for the
+    virtual services it does not (ListVirtualServices, DescribeVirtualService)."""
+
+    def __init__(self, client: Any, services: list[dict[str, Any]]) -> None:
+        self.client = client
+        self.services = {s["virtualServiceName"]: s for s in services}
+
+    def get_paginator(self, operation: str) -> Any:
+        if operation == "list_virtual_services":
+            names = [{"virtualServiceName": n, "meshName": MESH} for n in self.services]
+            return _Pages("virtualServices", names)
+        return self.client.get_paginator(operation)
+
+    def describe_virtual_service(self, **kw: Any) -> dict[str, Any]:
+        return {"virtualService": self.services[kw["virtualServiceName"]]}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def register_replaces_attributes(monkeypatch: Any) -> None:
+    """Make moto's RegisterInstance replace an instance with the same id, as AWS does (moto
+    appends a second one and keeps the old attributes)."""
+    from moto.servicediscovery.models import ServiceDiscoveryBackend
+
+    original = ServiceDiscoveryBackend.register_instance
+
+    def register(self: Any, service_id: str, instance_id: str, *args: Any, **kw: Any) -> str:
+        service = self.get_service(service_id)
+        service.instances = [i for i in service.instances if i.instance_id != instance_id]
+        return str(original(self, service_id, instance_id, *args, **kw))
+
+    monkeypatch.setattr(ServiceDiscoveryBackend, "register_instance", register)
