@@ -28,57 +28,9 @@ from tests.appmesh_fixtures import (
     register_replaces_attributes,
 )
 
-TEMPLATE = """
-AWSTemplateFormatVersion: "2010-09-09"
-Parameters:
-  ServicesDomain: {Type: String, Default: appmesh-demo.local}
-  MeshName: {Type: String, Default: appmesh-demo}
-Resources:
-  Mesh:
-    Type: AWS::AppMesh::Mesh
-    Properties: {MeshName: !Ref MeshName}
-  WhiteDiscovery:
-    Type: AWS::ServiceDiscovery::Service
-    Properties: {Name: colorteller-white}
-  WhiteNode:
-    Type: AWS::AppMesh::VirtualNode
-    Properties:
-      MeshName: !GetAtt Mesh.MeshName
-      VirtualNodeName: colorteller-white
-      Spec:
-        Listeners:
-        - PortMapping: {Port: 9080, Protocol: http}
-          HealthCheck: {Protocol: http, Path: /ping, Port: 9080, IntervalMillis: 5000,
-                        TimeoutMillis: 2000, HealthyThreshold: 2, UnhealthyThreshold: 3}
-          OutlierDetection:
-            MaxServerErrors: 5
-            Interval: {Unit: s, Value: 10}
-            BaseEjectionDuration: {Unit: s, Value: 30}
-            MaxEjectionPercent: 50
-          ConnectionPool: {HTTP: {MaxConnections: 100, MaxPendingRequests: 10}}
-        ServiceDiscovery:
-          AWSCloudMap:
-            NamespaceName: !Ref ServicesDomain
-            ServiceName: !GetAtt WhiteDiscovery.Name
-  BlueNode:
-    Type: AWS::AppMesh::VirtualNode
-    Properties:
-      MeshName: !Ref MeshName
-      VirtualNodeName: colorteller-blue
-      Spec:
-        Listeners: [{PortMapping: {Port: 9080, Protocol: http}}]
-        ServiceDiscovery:
-          AWSCloudMap: {NamespaceName: !Ref ServicesDomain, ServiceName: colorteller-blue}
-  GatewayNode:
-    Type: AWS::AppMesh::VirtualNode
-    Properties:
-      MeshName: !Ref MeshName
-      VirtualNodeName: colorgateway
-      Spec:
-        Listeners: [{PortMapping: {Port: 9080, Protocol: http}}]
-        Backends: [{VirtualService: {VirtualServiceName: !Sub "colorteller.${ServicesDomain}"}}]
-        ServiceDiscovery:
-          AWSCloudMap: {NamespaceName: !Ref ServicesDomain, ServiceName: colorgateway}
+EXAMPLE = Path(__file__).parents[2] / "examples" / "appmesh-demo.yaml"
+# A node whose namespace names a pseudo parameter: not resolvable from the template.
+REGIONAL_NODE = """
   RegionalNode:
     Type: AWS::AppMesh::VirtualNode
     Properties:
@@ -87,68 +39,8 @@ Resources:
       Spec:
         ServiceDiscovery:
           AWSCloudMap: {NamespaceName: !Sub "${AWS::Region}.local", ServiceName: regional}
-  Router:
-    Type: AWS::AppMesh::VirtualRouter
-    Properties:
-      MeshName: !Ref MeshName
-      VirtualRouterName: colorteller-router
-      Spec: {Listeners: [{PortMapping: {Port: 9080, Protocol: http}}]}
-  Service:
-    Type: AWS::AppMesh::VirtualService
-    Properties:
-      MeshName: !Ref MeshName
-      VirtualServiceName: !Sub "colorteller.${ServicesDomain}"
-      Spec: {Provider: {VirtualRouter: {VirtualRouterName: !GetAtt Router.VirtualRouterName}}}
-  Route:
-    Type: AWS::AppMesh::Route
-    Properties:
-      MeshName: !Ref MeshName
-      VirtualRouterName: !GetAtt Router.VirtualRouterName
-      RouteName: colorteller-route
-      Spec:
-        HttpRoute:
-          Match: {Prefix: /}
-          Action:
-            WeightedTargets:
-            - {VirtualNode: !GetAtt WhiteNode.VirtualNodeName, Weight: 2}
-            - {VirtualNode: colorteller-blue, Weight: 1}
-          RetryPolicy: &retry
-            MaxRetries: 3
-            PerRetryTimeout: {Unit: ms, Value: 500}
-            HttpRetryEvents: [server-error, gateway-error]
-            TcpRetryEvents: [connection-error]
-          Timeout: {PerRequest: {Unit: s, Value: 3}}
-  AdminRoute:
-    Type: AWS::AppMesh::Route
-    Properties:
-      MeshName: !Ref MeshName
-      VirtualRouterName: colorteller-router
-      RouteName: colorteller-admin
-      Spec:
-        HttpRoute:
-          Match: {Prefix: /admin}
-          Action: {WeightedTargets: [{VirtualNode: colorteller-white, Weight: 1}]}
-          RetryPolicy: *retry
-          Timeout: {PerRequest: {Unit: s, Value: 3}}
-  Gateway:
-    Type: AWS::AppMesh::VirtualGateway
-    Properties:
-      MeshName: !Ref MeshName
-      VirtualGatewayName: ingress-gw
-      Spec: {Listeners: [{PortMapping: {Port: 9080, Protocol: http}}]}
-  GatewayRoute:
-    Type: AWS::AppMesh::GatewayRoute
-    Properties:
-      MeshName: !Ref MeshName
-      VirtualGatewayName: !GetAtt Gateway.VirtualGatewayName
-      GatewayRouteName: colorteller-gr
-      Spec:
-        HttpRoute:
-          Match: {Prefix: /color, Hostname: {Exact: !Sub "colorteller.${ServicesDomain}"}}
-          Action:
-            Target: {VirtualService: {VirtualServiceName: !GetAtt Service.VirtualServiceName}}
-            Rewrite: {Prefix: {DefaultPrefix: DISABLED}}
 """
+TEMPLATE = EXAMPLE.read_text() + REGIONAL_NODE
 
 
 def nj(*args: str) -> Result:
