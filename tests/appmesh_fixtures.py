@@ -164,35 +164,23 @@ def definitions(resources: dict[str, list[dict[str, Any]]] | None = None) -> Any
     return group([(kind, r) for kind, items in found.items() for r in items], MESH)
 
 
+# describe-* key -> (create call, the fields naming the resource), in creation order
+CREATE = {
+    "virtualNode": ("create_virtual_node", ("virtualNodeName",)),
+    "virtualRouter": ("create_virtual_router", ("virtualRouterName",)),
+    "route": ("create_route", ("virtualRouterName", "routeName")),
+    "virtualGateway": ("create_virtual_gateway", ("virtualGatewayName",)),
+    "gatewayRoute": ("create_gateway_route", ("virtualGatewayName", "gatewayRouteName")),
+}
+
+
 def create_in_moto(client: Any, resources: dict[str, list[dict[str, Any]]]) -> None:
     """Create every resource moto implements through the App Mesh API (not virtual services)."""
     client.create_mesh(meshName=MESH)
-    for vn in resources["virtualNode"]:
-        client.create_virtual_node(
-            meshName=MESH, virtualNodeName=vn["virtualNodeName"], spec=vn["spec"]
-        )
-    for vr in resources["virtualRouter"]:
-        client.create_virtual_router(
-            meshName=MESH, virtualRouterName=vr["virtualRouterName"], spec=vr["spec"]
-        )
-    for r in resources["route"]:
-        client.create_route(
-            meshName=MESH,
-            virtualRouterName=r["virtualRouterName"],
-            routeName=r["routeName"],
-            spec=r["spec"],
-        )
-    for vg in resources["virtualGateway"]:
-        client.create_virtual_gateway(
-            meshName=MESH, virtualGatewayName=vg["virtualGatewayName"], spec=vg["spec"]
-        )
-    for gr in resources["gatewayRoute"]:
-        client.create_gateway_route(
-            meshName=MESH,
-            virtualGatewayName=gr["virtualGatewayName"],
-            gatewayRouteName=gr["gatewayRouteName"],
-            spec=gr["spec"],
-        )
+    for kind, (call, names) in CREATE.items():
+        for resource in resources[kind]:
+            named = {name: resource[name] for name in names}
+            getattr(client, call)(meshName=MESH, spec=resource["spec"], **named)
 
 
 class _Pages:
@@ -222,6 +210,19 @@ class WithVirtualServices:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
+
+
+def serve_virtual_services(monkeypatch: Any, services: list[dict[str, Any]]) -> None:
+    """Make ``nightjar import-appmesh --mesh`` read ``services`` as the mesh's virtual services
+    (moto lacks them), everything else from the App Mesh endpoint it would use."""
+    from nightjar_cli import appmesh_cli
+    from shared.aws import make_client
+
+    def clients(kind: str, config: Any) -> Any:
+        made = make_client(kind, config)
+        return WithVirtualServices(made, services) if kind == "appmesh" else made
+
+    monkeypatch.setattr(appmesh_cli, "make_client", clients)
 
 
 def register_replaces_attributes(monkeypatch: Any) -> None:

@@ -14,18 +14,16 @@ import pytest
 from click.testing import CliRunner, Result
 from moto import mock_aws
 
-from nightjar_cli import appmesh_cli
 from nightjar_cli.appmesh_sources import load_template
 from nightjar_cli.cli import main
-from shared.aws import make_client
 from tests.appmesh_fixtures import (
     HOST,
     MESH,
     NAMESPACE,
-    WithVirtualServices,
     colorteller,
     create_in_moto,
     register_replaces_attributes,
+    serve_virtual_services,
 )
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "appmesh-demo.yaml"
@@ -165,11 +163,7 @@ def test_live_mesh_apply_is_a_dry_run_first_then_registers_and_refuses_to_overwr
     appmesh = boto3.client("appmesh", region_name="us-east-1")
     create_in_moto(appmesh, mesh)
 
-    def client(service: str, config: Any) -> Any:
-        made = make_client(service, config)
-        return WithVirtualServices(made, mesh["virtualService"]) if service == "appmesh" else made
-
-    monkeypatch.setattr(appmesh_cli, "make_client", client)
+    serve_virtual_services(monkeypatch, mesh["virtualService"])
     ids = cloud_map(aws, ["colorteller-white", "colorteller-blue", "colorgateway"])
 
     dry = plan_json(nj("import-appmesh", "--mesh", MESH, "--apply", "--dry-run", "--json"))

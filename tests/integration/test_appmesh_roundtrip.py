@@ -17,18 +17,16 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from nightjar_cli import appmesh_cli
 from nightjar_cli.cli import main
 from sandbox.cloudmap import CloudMapService, Task, create_namespace, register
-from shared.aws import make_client
 from tests.appmesh_fixtures import (
     HOST,
     MESH,
     NAMESPACE,
-    WithVirtualServices,
     colorteller,
     create_in_moto,
     node,
+    serve_virtual_services,
     service,
 )
 from tests.backends import Backend
@@ -89,13 +87,7 @@ def roundtrip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoundTrip]:
             }.items():
                 patch.setenv(key, value)
 
-            def clients(kind: str, config: Any) -> Any:
-                made = make_client(kind, config)
-                return (
-                    WithVirtualServices(made, mesh["virtualService"]) if kind == "appmesh" else made
-                )
-
-            patch.setattr(appmesh_cli, "make_client", clients)
+            serve_virtual_services(patch, mesh["virtualService"])
             imported = CliRunner().invoke(main, ["import-appmesh", "--mesh", MESH, "--apply"])
             assert imported.exit_code == 0, imported.output
             version = publish(configurator(endpoint, [NAMESPACE], BUCKET))
