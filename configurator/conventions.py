@@ -30,6 +30,12 @@ HEADER_ROUTE_FORM = re.compile(
     r"^\[(?:(private|public),)?header:([!#$%&'*+.^_`|~0-9A-Za-z-]{1,100})=([\x21-\x7e]{1,256})\]"
     r"(/[^\]]*|\*)$"
 )
+HOSTS_KEY = "HOSTS"
+# RFC 1123 host names: labels of letters, digits and '-' (not at either end), at most 63
+# characters each and 253 in all; the only wildcard is a leading '*.'.
+HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+HOST_FORM = re.compile(rf"^(?:\*\.)?{HOST_LABEL}(?:\.{HOST_LABEL})*$")
+MAX_HOST_LENGTH = 253
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class ServiceColor:
     routes: tuple[RouteDecl, ...]
     endpoints: tuple[Endpoint, ...]
     policies: Policies = DEFAULT_POLICIES
+    hosts: tuple[str, ...] = ()  # HOSTS: lower-case host names, sorted, no duplicates
 
 
 @dataclass(frozen=True)
@@ -124,9 +131,34 @@ def parse_endpoint(attributes: dict[str, str]) -> Endpoint | str:
     return Endpoint(str(address), int(port))
 
 
-def _read_settings(
-    attributes: dict[str, str], problems: _Problems
-) -> tuple[str, str, bool, tuple[RouteDecl, ...], Policies] | None:
+def parse_hosts(value: str) -> tuple[tuple[str, ...], list[str]]:
+    """``(valid host names, rejected entries)`` of a comma-separated HOSTS value."""
+    hosts, rejected = set(), []
+    for entry in value.split(","):
+        host = entry.strip().lower()
+        if host and len(host) <= MAX_HOST_LENGTH and HOST_FORM.match(host):
+            hosts.add(host)
+        else:
+            rejected.append(entry.strip())
+    return tuple(sorted(hosts)), rejected
+
+
+def _read_hosts(value: str, problems: _Problems) -> tuple[str, ...]:
+    hosts, rejected = parse_hosts(value)
+    if rejected:
+        problems.add(
+            f"attribute 'HOSTS' = {value!r}",
+            f"{', '.join(repr(r) for r in rejected)} not a host name (RFC 1123 labels, optionally"
+            " a leading '*.', no port); "
+            + ("the other hosts are kept" if hosts else "the service keeps no host of its own"),
+        )
+    return hosts
+
+
+_Settings = tuple[str, str, bool, tuple[RouteDecl, ...], Policies, tuple[str, ...]]
+
+
+def _read_settings(attributes: dict[str, str], problems: _Problems) -> _Settings | None:
     names = []
     for key in ("SERVICE", "COLOR"):
         value = attributes.get(key)
@@ -139,6 +171,7 @@ def _read_settings(
             return None
         names.append(value)
     http2 = False
+    hosts: tuple[str, ...] = ()
     routes = []
     for key, value in sorted(attributes.items()):
         if key in ("SERVICE", "COLOR") or key in POLICY_KEYS or key.startswith(IGNORED_PREFIX):
@@ -146,11 +179,14 @@ def _read_settings(
         if key == "HTTP2":
             http2 = _read_http2(value, problems)
             continue
+        if key == HOSTS_KEY:
+            hosts = _read_hosts(value, problems)
+            continue
         decl = _read_route_attribute(key, value, problems)
         if decl is not None:
             routes.append(decl)
     policies = read_policies(attributes, problems.add)
-    return names[0], names[1], http2, tuple(routes), policies
+    return names[0], names[1], http2, tuple(routes), policies, hosts
 
 
 def _read_route_attribute(key: str, value: str, problems: _Problems) -> RouteDecl | None:
@@ -226,9 +262,9 @@ def read_service(
     problems.extend(found.items)
     if parsed is None:
         return None
-    name, color, http2, routes, policies = parsed
+    name, color, http2, routes, policies, hosts = parsed
     eps = tuple(sorted(set(endpoints), key=_ep_key))
-    return ServiceColor(name, color, http2, routes, eps, policies)
+    return ServiceColor(name, color, http2, routes, eps, policies, hosts)
 
 
 def _ep_key(endpoint: Endpoint) -> tuple[int, int]:

@@ -3,7 +3,8 @@
 A sidecar per service-color gets every public and private route of its namespace; the gateway of
 a namespace routes the public ones and answers 404 for the private ones. A path declared by
 several colors becomes one route with weighted clusters; routes are ordered longest prefix
-first, catch-all last.
+first, catch-all last. A service with ``HOSTS`` has its routes in a virtual host of its own
+(matched by the request's host, port ignored); every other service shares the ``*`` one.
 
 Every string in a context is a JSON scalar (``"\"/tuna\""``): templates insert it with triple
 braces and whatever the string holds, it stays one YAML scalar. Numbers and flags are plain.
@@ -97,6 +98,78 @@ def cluster_name(sc: ServiceColor) -> str:
 def eds_file_name(cluster: str) -> str:
     """The bundle file holding a cluster's endpoints (one ClusterLoadAssignment per file)."""
     return f"eds-{sha256_hex(cluster.encode())[:16]}.yaml"
+
+
+@dataclass(frozen=True)
+class VirtualHost:
+    """The routes of the services one set of host names reaches (``*``: the shared space)."""
+
+    name: str
+    domains: tuple[str, ...]
+    routes: tuple[_Route, ...]
+
+
+DEFAULT_HOST = "mesh"
+
+
+def assign_hosts(ns: NamespaceModel, problems: list[Problem]) -> dict[str, tuple[str, ...]]:
+    """The hosts each service answers for: the union of its colors' HOSTS. Colors that disagree
+    are reported; a host claimed by several services stays with the first by name (reported)."""
+    by_service: dict[str, list[ServiceColor]] = {}
+    for sc in sorted(ns.service_colors, key=cluster_name):
+        by_service.setdefault(sc.service, []).append(sc)
+    owner: dict[str, str] = {}
+    assigned: dict[str, tuple[str, ...]] = {}
+    for service, colors in sorted(by_service.items()):
+        declared = {sc.hosts for sc in colors}
+        wanted = sorted({host for sc in colors for host in sc.hosts})
+        if len(declared) > 1:
+            said = ", ".join(f"{cluster_name(sc)}: {','.join(sc.hosts) or '-'}" for sc in colors)
+            problems.append(
+                Problem(
+                    where=ns.name,
+                    item=f"service {service!r} HOSTS",
+                    reason=f"colors disagree ({said}); the service answers for every host any"
+                    " of its colors declares",
+                )
+            )
+        kept = []
+        for host in wanted:
+            if host in owner:
+                problems.append(
+                    Problem(
+                        where=ns.name,
+                        item=f"host {host!r}",
+                        reason=f"claimed by services {owner[host]!r} and {service!r}; it stays"
+                        f" with {owner[host]!r} (first by name)",
+                    )
+                )
+                continue
+            owner[host] = service
+            kept.append(host)
+        if kept:
+            assigned[service] = tuple(kept)
+    return assigned
+
+
+def split_virtual_hosts(ns: NamespaceModel, problems: list[Problem]) -> list[VirtualHost]:
+    """The shared ``*`` virtual host first (services without hosts), then one per service
+    with hosts, by service name. Route merging and ordering happen per virtual host."""
+    hosts = assign_hosts(ns, problems)
+    shared = tuple(sc for sc in ns.service_colors if sc.service not in hosts)
+    virtual_hosts = [VirtualHost(DEFAULT_HOST, ("*",), _merged(ns.name, shared, problems))]
+    for service, domains in sorted(hosts.items()):
+        colors = tuple(sc for sc in ns.service_colors if sc.service == service)
+        virtual_hosts.append(
+            VirtualHost(f"hosts:{service}", domains, _merged(ns.name, colors, problems))
+        )
+    return virtual_hosts
+
+
+def _merged(
+    where: str, colors: tuple[ServiceColor, ...], problems: list[Problem]
+) -> tuple[_Route, ...]:
+    return tuple(merge_routes(NamespaceModel(where, colors), problems))
 
 
 _Decl = tuple[ServiceColor, bool, int]
@@ -289,12 +362,27 @@ def _cluster_context(sc: ServiceColor) -> dict[str, Any]:
     }
 
 
-def _shared_context(ns: NamespaceModel, routes: list[_Route], gateway: bool) -> dict[str, Any]:
-    name = "gateway" if gateway else "egress"
+def _virtual_host_context(vhost: VirtualHost, gateway: bool) -> dict[str, Any]:
     # A gateway must not serve private paths even when a shorter public prefix covers them
     # (?/tuna/admin under /tuna): they stay in their place in the order, answering 404.
-    visible = [_route_context(r, blocked=gateway and r.private) for r in routes]
-    served = [r for r in visible if r["has_clusters"]]
+    routes = [_route_context(r, blocked=gateway and r.private) for r in vhost.routes]
+    return {
+        "virtual_host_name": q(vhost.name),
+        "is_default_host": vhost.name == DEFAULT_HOST,
+        "domains": [q(domain) for domain in vhost.domains],
+        "domain_list": ", ".join(q(domain) for domain in vhost.domains),
+        "has_routes": bool(routes),
+        "routes": routes,
+    }
+
+
+def _shared_context(
+    ns: NamespaceModel, virtual_hosts: list[VirtualHost], gateway: bool
+) -> dict[str, Any]:
+    name = "gateway" if gateway else "egress"
+    hosts = [_virtual_host_context(vhost, gateway) for vhost in virtual_hosts]
+    visible = hosts[0]["routes"]
+    served = [r for vhost in hosts for r in vhost["routes"] if r["has_clusters"]]
     clusters = [_cluster_context(sc) for sc in ns.service_colors]
     return {
         "namespace": q(ns.name),
@@ -306,6 +394,8 @@ def _shared_context(ns: NamespaceModel, routes: list[_Route], gateway: bool) -> 
                 "route_config_name": q(f"{name}-routes"),
                 "has_routes": bool(visible),
                 "routes": visible,
+                "virtual_hosts": hosts,
+                "has_host_routing": len(hosts) > 1,
                 "uses_fault_filter": any(r["has_fault"] for r in served),
                 "uses_rate_limit_filter": any(r["has_rate_limit"] for r in served),
                 # nightjar-mesh's names: the port is filled per task by the fetcher
@@ -332,10 +422,10 @@ def build_nodes(ns: NamespaceModel, problems: list[Problem]) -> list[NodeContext
     The sidecars share one context (same objects) apart from their per-node fields, so building
     and digesting them costs O(routes + clusters) once, not once per sidecar.
     """
-    routes = merge_routes(ns, problems)
-    gateway = _shared_context(ns, routes, True)
+    virtual_hosts = split_virtual_hosts(ns, problems)
+    gateway = _shared_context(ns, virtual_hosts, True)
     gw = NodeContext(gateway_node_id(ns.name), ns.name, None, None, gateway, _digest(gateway))
-    shared = _shared_context(ns, routes, False)
+    shared = _shared_context(ns, virtual_hosts, False)
     shared_digest = _digest(shared)
     sidecars = [
         NodeContext(

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from nightjar_cli import operations as ops
+from nightjar_cli.appmesh_cli import import_appmesh
 from nightjar_cli.context import OperatorContext
 from nightjar_cli.errors import OperatorError
 from nightjar_cli.offline import render, validate
@@ -328,3 +329,4 @@ def gc(obj: OperatorContext, dry_run: bool, as_json: bool) -> None:
 
 main.add_command(render)
 main.add_command(validate)
+main.add_command(import_appmesh)

@@ -6,41 +6,22 @@ One mesh serves every test (one gateway Envoy): each policy lives on its own ser
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
-from configurator.cycle import Configurator
-from configurator.discovery import CloudMapDiscovery
 from configurator.mesh import eds_file_name
-from configurator.render import TemplateLibrary
-from configurator.validate import EnvoyValidator
 from sandbox.cloudmap import FISH, CloudMapService, Task, create_namespace, register
-from shared.envoy_bin import find_envoy
-from shared.s3_store import S3BundleStore
 from tests.backends import Backend, Behaviour
-from tests.integration.conftest import free_port
+from tests.mesh_harness import EnvoyNode, client, configurator, moto_endpoint, publish
 from tests.waiting import wait_for
 
-BIN = Path(sys.executable).parent
 BUCKET = "policies"
 GATEWAY = f"{FISH}/gateway"
-CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 # Cloud Map service -> (settings beyond SERVICE/COLOR, backends behind it)
 SERVICES: dict[str, tuple[dict[str, str], dict[str, Behaviour]]] = {
@@ -74,30 +55,15 @@ SERVICES: dict[str, tuple[dict[str, str], dict[str, Behaviour]]] = {
 }
 
 
-class PolicyMesh:
+class PolicyMesh(EnvoyNode):
     """Cloud Map + S3 on a moto server, an in-process configurator, a fetcher running Envoy."""
 
     def __init__(self, endpoint: str, workdir: Path) -> None:
-        self.endpoint = endpoint
-        self.workdir = workdir
-        self.port = free_port()
-        self.admin_port = free_port()
+        super().__init__(endpoint, BUCKET, GATEWAY, workdir)
         self.backends: dict[str, Backend] = {}
         self.service_ids: dict[str, str] = {}
-        self.proc: subprocess.Popen[str] | None = None
-        region = {"region_name": "us-east-1", "endpoint_url": endpoint, **CREDENTIALS}
-        self.cloudmap: Any = boto3.client(
-            "servicediscovery", config=Config(inject_host_prefix=False), **region
-        )
-        s3: Any = boto3.client("s3", **region)
-        s3.create_bucket(Bucket=BUCKET)
-        self.configurator = Configurator(
-            namespaces=[FISH],
-            store=S3BundleStore(s3, BUCKET, "nightjar"),
-            discovery=CloudMapDiscovery(self.cloudmap),
-            templates=TemplateLibrary.from_dir(),
-            validator=EnvoyValidator(find_envoy()),
-        )
+        self.cloudmap: Any = client("servicediscovery", endpoint)
+        self.configurator = configurator(endpoint, [FISH], BUCKET)
 
     def register_all(self) -> None:
         ns_id = create_namespace(self.cloudmap)
@@ -113,124 +79,26 @@ class PolicyMesh:
             )
 
     def cycle(self) -> str:
-        report = self.configurator.run_cycle()
-        assert report.outcome == "published", report
-        assert report.version is not None
-        return report.version
-
-    def start_fetcher(self) -> None:
-        env = {
-            **os.environ,
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": "us-east-1",
-            "NJ_BUCKET": BUCKET,
-            "NJ_NODE": GATEWAY,
-            "NJ_CONFIG_DIR": str(self.workdir / "gateway"),
-            "NJ_LISTENER_PORT": str(self.port),
-            "NJ_LISTENER_ADDRESS": "127.0.0.1",
-            "NJ_ADMIN_PORT": str(self.admin_port),
-            "NJ_POLL_INTERVAL": "0.2",
-            "NJ_DRAIN_SECONDS": "0",
-            "NJ_LOG_FORMAT": "json",
-            "NJ_ENVOY_LOG_LEVEL": "error",
-        }
-        self.log = (self.workdir / "fetcher.log").open("w")
-        self.proc = subprocess.Popen(
-            [str(BIN / "nightjar-fetcher"), "run"],
-            env=env,
-            stderr=self.log,
-            stdout=self.log,
-            text=True,
-            start_new_session=True,
-        )
+        return publish(self.configurator)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        if self.proc is not None:
-            self.log.close()
+        super().stop()
         for backend in self.backends.values():
             backend.close()
-
-    # -- what a client and an operator observe --------------------------------------------
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, float]:
-        """Status, body and seconds of one request through Envoy."""
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", headers=headers or {}
-        )
-        started = time.monotonic()
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, response.read().decode(), time.monotonic() - started
-        except urllib.error.HTTPError as err:
-            overloaded = err.headers.get("x-envoy-overloaded") is not None
-            return err.code, "overloaded" if overloaded else "", time.monotonic() - started
-
-    def answers(self, path: str, n: int, headers: dict[str, str] | None = None) -> Counter[str]:
-        """``n`` sequential requests: how often each body (200) or status (other) was seen."""
-        seen: Counter[str] = Counter()
-        for _ in range(n):
-            status, body, _ = self.get(path, headers)
-            seen[body if status == 200 else str(status)] += 1
-        return seen
-
-    def admin(self, path: str) -> str:
-        url = f"http://127.0.0.1:{self.admin_port}{path}"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return str(response.read().decode())
-
-    def stat(self, name: str) -> int:
-        text = self.admin(f"/stats?filter=^{name}$")
-        return int(text.split(": ", 1)[1]) if ": " in text else 0
-
-    def host_flags(self, cluster: str) -> dict[int, str]:
-        """Port -> health flags of every host Envoy has for ``cluster``."""
-        flags = {}
-        for line in self.admin("/clusters").splitlines():
-            parts = line.split("::")
-            if parts[0] == cluster and len(parts) == 4 and parts[2] == "health_flags":
-                flags[int(parts[1].rsplit(":", 1)[1])] = parts[3]
-        return flags
-
-    def applied(self) -> list[dict[str, Any]]:
-        lines = (self.workdir / "fetcher.log").read_text().splitlines()
-        return [json.loads(x) for x in lines if '"release.applied"' in x]
-
-    def pinged(self) -> bool:
-        try:
-            return self.get("/ping")[0] == 200
-        except OSError:  # the listener is not bound yet
-            return False
-
-    def serving(self, version: str) -> bool:
-        return any(a["version"] == version for a in self.applied())
 
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicyMesh]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
-    m = PolicyMesh(endpoint, tmp_path_factory.mktemp("policies"))
-    try:
-        m.register_all()
-        version = m.cycle()
-        m.start_fetcher()
-        wait_for(lambda: m.serving(version), 60, "envoy serving the first version")
-        wait_for(m.pinged, 30, "envoy answering /ping")
-        yield m
-    finally:
-        m.stop()
-        server.stop()
+    with moto_endpoint() as endpoint:
+        m = PolicyMesh(endpoint, tmp_path_factory.mktemp("policies"))
+        try:
+            m.register_all()
+            version = m.cycle()
+            m.start()
+            m.wait_serving(version)
+            yield m
+        finally:
+            m.stop()
 
 
 def test_retries_mask_a_backend_failing_every_other_request(mesh: PolicyMesh) -> None:
