@@ -17,6 +17,10 @@ HELP = {
         "Cloud Map calls of the last cycle.",
     ),
     "nightjar_configurator_published_versions_total": ("counter", "Versions published."),
+    "nightjar_configurator_repairs_total": (
+        "counter",
+        "Versions published to repair a damaged current version.",
+    ),
     "nightjar_configurator_problems": ("gauge", "Input items rejected in the last cycle."),
     "nightjar_configurator_last_success_timestamp_seconds": (
         "gauge",
@@ -66,6 +70,8 @@ def record_cycle(metrics: Metrics, report: CycleReport) -> None:
     metrics.set("nightjar_configurator_manifest_frozen", 1 if report.outcome == "frozen" else 0)
     if report.outcome == "published":
         metrics.inc("nightjar_configurator_published_versions_total")
+    if report.repaired:
+        metrics.inc("nightjar_configurator_repairs_total")
     if report.outcome in ("published", "unchanged"):
         metrics.set("nightjar_configurator_problems", len(report.problems))
         metrics.set("nightjar_configurator_last_success_timestamp_seconds", time.time())

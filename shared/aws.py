@@ -44,3 +44,9 @@ def make_s3_client(max_attempts: int = 5) -> S3Client:
     )
     client: S3Client = make_client("s3", config)
     return client
+
+
+def make_kms_client() -> Any:
+    """A KMS client from the environment (signing and ``kms:Verify`` of bundles)."""
+    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
+    return make_client("kms", config)
