@@ -62,6 +62,9 @@ class Proxy(Protocol):
     def confirm_swap(self, swap: Callable[[], None], timeout: float) -> Verdict:
         """Run ``swap`` (moving ``current``) and say whether the proxy took the new files."""
 
+    def confirm_start(self, swap: Callable[[], None], timeout: float) -> Verdict:
+        """Run ``swap``, start the proxy on it, and say whether it took the files at boot."""
+
     def stop(self, drain_seconds: float) -> int | None:
         """Drain for ``drain_seconds``, stop, and return the exit code (None: never started)."""
 
@@ -316,6 +319,14 @@ class EnvoyProcess:
         before = self.admin.counters()
         swap()
         return await_verdict(self.admin, before, timeout, self.clock, self.sleep)
+
+    def confirm_start(self, swap: Callable[[], None], timeout: float) -> Verdict:
+        """Swap, start Envoy, and judge its first LDS/CDS load: a fresh Envoy's counters start at
+        zero, so any rejected count means it refused the files it booted with (a listener that
+        cannot bind, an invalid resource), which would otherwise leave it silently dark."""
+        swap()
+        self.start(timeout)
+        return await_verdict(self.admin, dict.fromkeys(COUNTERS, 0), timeout, self.clock, self.sleep)
 
     def stop(self, drain_seconds: float) -> int | None:
         """Drain gracefully, then SIGTERM (SIGKILL after 10 s). Returns Envoy's exit code."""

@@ -36,6 +36,9 @@ class FetcherSettings(NightjarSettings):
     envoy_args: str = Field(default="", description="extra envoy arguments (shell words)")
     drain_seconds: float = Field(default=5.0, ge=0, description="graceful drain before stop")
     confirm_seconds: float = Field(default=15.0, gt=0, description="wait for Envoy to accept")
+    verify_key: str = Field(
+        default="", description="public key (PEM text or file) or KMS key id bundles must verify"
+    )
 
     @field_validator("config_dir")
     @classmethod

@@ -85,6 +85,12 @@ class FakeProxy:
             return "unconfirmed"
         return self.verdicts.pop(0) if self.verdicts else "accepted"
 
+    def confirm_start(self, swap: Callable[[], None], timeout: float) -> Verdict:
+        swap()
+        self.swaps += 1
+        self.start(timeout)
+        return self.verdicts.pop(0) if self.verdicts else "accepted"
+
     def stop(self, drain_seconds: float) -> int | None:
         self.drained.append(drain_seconds)
         self.alive = False
