@@ -20,12 +20,13 @@ from envoy_fetcher.runner import Runner
 from envoy_fetcher.settings import FetcherSettings
 from envoy_fetcher.state import load_state
 from shared import __version__
-from shared.aws import make_s3_client
+from shared.aws import make_kms_client, make_s3_client
 from shared.cli import build_settings, expected_errors
 from shared.envoy_bin import find_envoy
 from shared.logs import configure_logging, get_logger
 from shared.s3_store import S3BundleStore
 from shared.signals import stop_on_signals
+from shared.signing import load_verifier
 
 log = get_logger(__name__)
 
@@ -64,7 +65,8 @@ def load_settings(flags: dict[str, Any]) -> FetcherSettings:
 
 def _fetcher(settings: FetcherSettings, envoy: EnvoyProcess | None) -> Fetcher:
     store = S3BundleStore(make_s3_client(max_attempts=2), settings.bucket, settings.prefix)
-    return Fetcher.from_dir(settings, store, envoy)
+    verifier = load_verifier(settings.verify_key, make_kms_client) if settings.verify_key else None
+    return Fetcher.from_dir(settings, store, envoy, verifier=verifier)
 
 
 def _envoy(settings: FetcherSettings) -> EnvoyProcess:

@@ -326,7 +326,9 @@ class EnvoyProcess:
         cannot bind, an invalid resource), which would otherwise leave it silently dark."""
         swap()
         self.start(timeout)
-        return await_verdict(self.admin, dict.fromkeys(COUNTERS, 0), timeout, self.clock, self.sleep)
+        return await_verdict(
+            self.admin, dict.fromkeys(COUNTERS, 0), timeout, self.clock, self.sleep
+        )
 
     def stop(self, drain_seconds: float) -> int | None:
         """Drain gracefully, then SIGTERM (SIGKILL after 10 s). Returns Envoy's exit code."""

@@ -1,8 +1,10 @@
 """Poll and apply: one conditional manifest read and, when it changed, one apply attempt.
 
-A new version flows one way: its index -> ``download`` (verified files, task values filled) ->
-``release`` (stage, swap ``current``) -> the ``Proxy`` (confirm the swap, or swap back). This is
-what ``nightjar-fetcher once`` runs; ``runner`` adds the timing and Envoy supervision.
+A new version flows one way: (with ``NJ_VERIFY_KEY``) its signature -> its index ->
+``download`` (verified files, task values filled) -> ``release`` (stage, swap ``current``) ->
+the ``Proxy`` (confirm the swap, or swap back). A version whose signature does not verify is
+marked bad and never read; the release being served stays. This is what
+``nightjar-fetcher once`` runs; ``runner`` adds the timing and Envoy supervision.
 """
 
 from __future__ import annotations
@@ -20,8 +22,14 @@ from envoy_fetcher.errors import BundleRejectedError
 from envoy_fetcher.release import ReleaseDir
 from envoy_fetcher.settings import FetcherSettings
 from envoy_fetcher.state import FetcherState, PollResult, load_state, save_state
-from shared.errors import NightjarError
+from shared.errors import (
+    NightjarError,
+    ObjectMissingError,
+    SignatureError,
+    VerificationUnavailableError,
+)
 from shared.logs import EventLogger, get_logger
+from shared.signing import Verifier, check_signature
 from shared.store import BundleStore, ManifestRead
 
 log = get_logger(__name__)
@@ -55,6 +63,7 @@ class Fetcher:
         state: FetcherState,
         proxy: Proxy | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        verifier: Verifier | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -63,6 +72,7 @@ class Fetcher:
         self.state = state
         self.proxy = proxy
         self.clock = clock
+        self.verifier = verifier
         self.etag: str | None = None
         self.log = log.bind(node=settings.node)
 
@@ -73,6 +83,7 @@ class Fetcher:
         store: BundleStore,
         proxy: Proxy | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        verifier: Verifier | None = None,
     ) -> Fetcher:
         """A fetcher on ``settings.config_dir``: creates its directories, loads its state."""
         release = ReleaseDir(settings.config_dir)
@@ -81,7 +92,7 @@ class Fetcher:
         cache.ensure()
         state = load_state(release.state_path)
         state.node = settings.node
-        return cls(settings, store, release, cache, state, proxy, clock)
+        return cls(settings, store, release, cache, state, proxy, clock, verifier)
 
     # -- state ------------------------------------------------------------------------------
     def serving(self) -> str | None:
@@ -137,7 +148,10 @@ class Fetcher:
             return Step("unchanged", version)
         vlog = self.log.bind(version=version)
         try:
+            self._verify(read)
             return self._apply_version(read, vlog)
+        except SignatureError as err:
+            return self._refuse_unsigned(version, err, vlog)
         except BundleRejectedError as err:
             vlog.error("release.rejected", key=err.key, error=str(err))
             self.note_error(f"{version}: {err}")
@@ -146,6 +160,28 @@ class Fetcher:
             vlog.error("release.failed", error=str(err))
             self.note_error(f"{version}: {err}")
             return Step("error", version, str(err))
+
+    def _verify(self, read: ManifestRead) -> None:
+        """SignatureError unless the version's signature verifies (when a key is configured)."""
+        if self.verifier is None:
+            return
+        m = read.manifest
+        try:
+            doc = self.store.get_signature(m.version)
+        except ObjectMissingError as err:
+            raise SignatureError(f"{m.version} is not signed; refusing it") from err
+        check_signature(self.verifier, doc, m.version, m.index_sha256)
+
+    def _refuse_unsigned(self, version: str, err: SignatureError, vlog: EventLogger) -> Step:
+        """A version that does not verify is never read; one that could not be checked
+        (``VerificationUnavailableError``) is retried at the next poll."""
+        vlog.error("release.unverified", error=str(err))
+        self.note_error(f"{version}: {err}")
+        if isinstance(err, VerificationUnavailableError):
+            return Step("error", version, str(err))
+        self.state.bad_versions[version] = str(err)
+        self._save()
+        return Step("rejected", version, str(err))
 
     def _apply_version(self, read: ManifestRead, vlog: EventLogger) -> Step:
         started = time.monotonic()
