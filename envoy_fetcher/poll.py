@@ -19,17 +19,14 @@ from envoy_fetcher.cache import ObjectCache
 from envoy_fetcher.download import Download, digests_of, download_release, node_files
 from envoy_fetcher.envoy import Proxy, Verdict
 from envoy_fetcher.errors import BundleRejectedError
+from envoy_fetcher.lineage import check_signed, older_versions
 from envoy_fetcher.release import ReleaseDir
 from envoy_fetcher.settings import FetcherSettings
 from envoy_fetcher.state import FetcherState, PollResult, load_state, save_state
-from shared.errors import (
-    NightjarError,
-    ObjectMissingError,
-    SignatureError,
-    VerificationUnavailableError,
-)
+from shared.errors import NightjarError, SignatureError, VerificationUnavailableError
 from shared.logs import EventLogger, get_logger
-from shared.signing import Verifier, check_signature
+from shared.models import NodeFiles, VersionIndex
+from shared.signing import Verifier
 from shared.store import BundleStore, ManifestRead
 
 log = get_logger(__name__)
@@ -148,7 +145,8 @@ class Fetcher:
             return Step("unchanged", version)
         vlog = self.log.bind(version=version)
         try:
-            self._verify(read)
+            m = read.manifest
+            check_signed(self.store, self.verifier, m.version, m.index_sha256)
             return self._apply_version(read, vlog)
         except SignatureError as err:
             return self._refuse_unsigned(version, err, vlog)
@@ -160,17 +158,6 @@ class Fetcher:
             vlog.error("release.failed", error=str(err))
             self.note_error(f"{version}: {err}")
             return Step("error", version, str(err))
-
-    def _verify(self, read: ManifestRead) -> None:
-        """SignatureError unless the version's signature verifies (when a key is configured)."""
-        if self.verifier is None:
-            return
-        m = read.manifest
-        try:
-            doc = self.store.get_signature(m.version)
-        except ObjectMissingError as err:
-            raise SignatureError(f"{m.version} is not signed; refusing it") from err
-        check_signature(self.verifier, doc, m.version, m.index_sha256)
 
     def _refuse_unsigned(self, version: str, err: SignatureError, vlog: EventLogger) -> Step:
         """A version that does not verify is never read; one that could not be checked
@@ -194,12 +181,11 @@ class Fetcher:
         if current and applied == digests_of(files):
             self._record(manifest.version, current)
             return Step("unchanged", manifest.version, "node files identical")
-        download = download_release(
-            self.store, self.cache, manifest.version, files, s.max_object_bytes, s.task_values()
-        )
-        self.release.stage(download.version, download.files, download.digests)
+        download = self._stage(manifest.version, files)
         verdict = self._swap_and_confirm(download.version, current, vlog)
         if verdict == "rejected":
+            if current is None:  # a dark start: nothing older on disk to go back to
+                return self._fall_back(index, download.digests, vlog)
             return Step("rejected", manifest.version, REJECTED)
         self._record(manifest.version, manifest.version)
         self._prune()
@@ -213,13 +199,23 @@ class Fetcher:
         )
         return Step("applied", manifest.version)
 
+    def _stage(self, version: str, files: NodeFiles) -> Download:
+        s = self.settings
+        download = download_release(
+            self.store, self.cache, version, files, s.max_object_bytes, s.task_values()
+        )
+        self.release.stage(download.version, download.files, download.digests)
+        return download
+
     def _swap_and_confirm(self, version: str, previous: str | None, vlog: EventLogger) -> Verdict:
         if self.proxy is None:
             self.release.swap(version)
             return "unconfirmed"
-        verdict = self.proxy.confirm_swap(
-            lambda: self.release.swap(version), self.settings.confirm_seconds
-        )
+        swap, timeout = (lambda: self.release.swap(version)), self.settings.confirm_seconds
+        if self.proxy.started():
+            verdict = self.proxy.confirm_swap(swap, timeout)
+        else:  # the first release: Envoy boots on it, and its verdict on boot counts
+            verdict = self.proxy.confirm_start(swap, timeout)
         if verdict != "rejected":
             return verdict
         if previous:
@@ -228,6 +224,37 @@ class Fetcher:
         self.note_error(f"{version}: {REJECTED}; rolled back to {previous}")
         vlog.error("release.rolled_back", restored=previous, reason=REJECTED)
         return "rejected"
+
+    def _fall_back(
+        self, rejected: VersionIndex, digests: dict[str, str], vlog: EventLogger
+    ) -> Step:
+        """Envoy refused the current version at boot: serve the newest older version in its
+        parent chain that Envoy accepts, and say so (the current one stays marked bad)."""
+        s = self.settings
+        for older in older_versions(self.store, self.verifier, rejected.parent):
+            try:
+                files = node_files(older, s.node, s.max_object_bytes)
+                if digests_of(files) == digests:
+                    continue  # the same files for this node: Envoy would refuse them again
+                download = self._stage(older.version, files)
+            except (NightjarError, OSError) as err:
+                vlog.warning("release.fallback_skipped", candidate=older.version, error=str(err))
+                continue
+            if self._swap_and_confirm(download.version, None, vlog) != "rejected":
+                return self._fell_back(rejected.version, older.version, vlog)
+        detail = f"{REJECTED}; no older version in its parent chain is accepted: serving nothing"
+        vlog.error("release.dark", reason=detail)
+        self.note_error(f"{rejected.version}: {detail}")
+        return Step("rejected", rejected.version, detail)
+
+    def _fell_back(self, rejected: str, older: str, vlog: EventLogger) -> Step:
+        detail = f"{REJECTED}; serving the older version {older} instead"
+        self.state.applied_version, self.state.release = older, older
+        self.state.applied_at = self.clock()
+        self.note_error(f"{rejected}: {detail}")
+        vlog.warning("release.fallback", serving=older, rejected=rejected)
+        self._prune()
+        return Step("rejected", rejected, detail)
 
     def _prune(self) -> None:
         protect = {v for v in (self.release.current(), self.state.release) if v}
