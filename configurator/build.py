@@ -1,8 +1,10 @@
 """Build: discovered namespaces -> every node's validated files (conventions, nodes, render,
 validate), shared by the cycle and the offline preview.
 
-A node whose files cannot be rendered or fail validation is a problem for that node only: it
-keeps the files it had in ``previous`` (the version the store serves now), or is left out.
+A node whose files cannot be rendered, fail validation or exceed the fetchers' size limit is a
+problem for that node only: it keeps the files it had in ``previous`` (the version the store
+serves now), or is left out. Any failure while building one namespace, expected or not, is a
+problem for that namespace (its previous nodes are kept), never a failed cycle for the others.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from configurator.mesh import NodeContext, build_nodes
 from configurator.render import RenderCache, TemplateLibrary
 from configurator.validate import Verdict
 from shared.digest import sha256_hex
-from shared.models import DiscoverySummary, FileEntry, NodeFiles, Problem
+from shared.logs import get_logger
+from shared.models import MAX_OBJECT_BYTES, DiscoverySummary, FileEntry, NodeFiles, Problem
+
+log = get_logger(__name__)
 
 
 class NodeValidator(Protocol):
@@ -58,20 +63,48 @@ def build_mesh(
     validator: NodeValidator,
     cache: RenderCache,
     previous: Mapping[str, NodeFiles],
+    max_object_bytes: int = MAX_OBJECT_BYTES,
 ) -> BuiltMesh:
     """Run conventions -> nodes -> render -> validate for every namespace."""
     built = BuiltMesh(namespaces=[raw.name for raw in raw_namespaces])
-    builder = _NodeBuilder(templates, validator, cache, previous)
+    builder = _NodeBuilder(templates, validator, cache, previous, max_object_bytes)
     templates.reload()
     for raw in raw_namespaces:
-        model, problems = read_namespace(raw)
-        built.problems.extend(problems)
-        built.service_colors += len(model.service_colors)
-        built.endpoints += sum(len(sc.endpoints) for sc in model.service_colors)
-        for node in build_nodes(model, built.problems):
-            builder.build(node, built)
+        try:
+            _build_namespace(raw, builder, built)
+        except Exception as err:  # contained: one namespace, reported, kept
+            _keep_namespace(raw.name, err, previous, built)
     cache.end_cycle()
     return built
+
+
+def _build_namespace(raw: RawNamespace, builder: _NodeBuilder, built: BuiltMesh) -> None:
+    """Add every node of one namespace to ``built`` (into a scratch copy until it succeeds)."""
+    scratch = BuiltMesh()
+    model, problems = read_namespace(raw)
+    scratch.problems.extend(problems)
+    for node in build_nodes(model, scratch.problems):
+        builder.build(node, scratch)
+    built.nodes.update(scratch.nodes)
+    built.blobs.update(scratch.blobs)
+    built.problems.extend(scratch.problems)
+    built.failed_nodes.extend(scratch.failed_nodes)
+    built.service_colors += len(model.service_colors)
+    built.endpoints += sum(len(sc.endpoints) for sc in model.service_colors)
+
+
+def _keep_namespace(
+    name: str, err: Exception, previous: Mapping[str, NodeFiles], built: BuiltMesh
+) -> None:
+    """A namespace that failed to build keeps every node it had in ``previous``."""
+    kept = {n: files for n, files in previous.items() if n.startswith(f"{name}/")}
+    action = f"{len(kept)} node(s) keep their previous files" if kept else "nothing published"
+    log.exception("namespace.build_failed", namespace=name, error=repr(err))
+    built.problems.append(
+        Problem(where=name, item="namespace", reason=f"build failed: {err!r} ({action})")
+    )
+    built.failed_nodes.extend(sorted(kept))
+    built.nodes.update(kept)
 
 
 @dataclass(frozen=True)
@@ -80,10 +113,15 @@ class _NodeBuilder:
     validator: NodeValidator
     cache: RenderCache
     previous: Mapping[str, NodeFiles]
+    max_object_bytes: int = MAX_OBJECT_BYTES
 
     def build(self, node: NodeContext, built: BuiltMesh) -> None:
         """Add ``node``'s files to ``built``, or its problem and (if any) its previous files."""
-        files, error = self._files(node)
+        try:
+            files, error = self._files(node)
+        except Exception as err:  # contained: one node, reported
+            log.exception("node.build_failed", node=node.node_id, error=repr(err))
+            files, error = {}, f"build failed: {err!r}"
         if error is None:
             built.nodes[node.node_id] = {
                 name: FileEntry(sha256=sha256_hex(data), size=len(data))
@@ -106,5 +144,12 @@ class _NodeBuilder:
             files = self.cache.render(self.templates.for_node(node), node)
         except TemplateError as err:
             return {}, str(err)
+        oversized = sorted(n for n, data in files.items() if len(data) > self.max_object_bytes)
+        if oversized:
+            size = len(files[oversized[0]])
+            return files, (
+                f"{oversized[0]} is {size} bytes, over the fetchers' limit of "
+                f"{self.max_object_bytes} (NJ_MAX_OBJECT_BYTES); split the mesh or raise it"
+            )
         verdict = self.validator.validate(files)
         return files, verdict.errors[0] if verdict.errors else None

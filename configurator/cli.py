@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from configurator.cycle import Configurator, Retention
+from configurator.cycle import Configurator, Retention, Safety
 from configurator.discovery import CloudMapDiscovery, make_cloudmap_client
 from configurator.metrics import Metrics, serve_metrics
 from configurator.render import TemplateLibrary
@@ -16,12 +16,13 @@ from configurator.report import CycleReport
 from configurator.settings import ConfiguratorSettings
 from configurator.validate import EnvoyValidator
 from shared import __version__
-from shared.aws import CONFIGURATOR, make_s3_client
+from shared.aws import CONFIGURATOR, make_kms_client, make_s3_client
 from shared.cli import build_settings, expected_errors
 from shared.envoy_bin import find_envoy
 from shared.logs import configure_logging, get_logger
 from shared.s3_store import S3BundleStore
 from shared.signals import stop_on_signals
+from shared.signing import KmsSigner
 
 log = get_logger(__name__)
 
@@ -73,6 +74,13 @@ def build_configurator(settings: ConfiguratorSettings, metrics: Metrics) -> Conf
         validator=EnvoyValidator(find_envoy(settings.envoy_bin)),
         retention=Retention(settings.keep_versions, settings.grace),
         metrics=metrics,
+        safety=Safety(
+            max_object_bytes=settings.max_object_bytes,
+            check_every=settings.check_every,
+            signer=KmsSigner(make_kms_client(), settings.signing_key)
+            if settings.signing_key
+            else None,
+        ),
     )
 
 

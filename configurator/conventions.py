@@ -15,8 +15,8 @@ from configurator.discovery import SETTINGS_INSTANCE, RawNamespace, RawService
 from configurator.policies import DEFAULT_POLICIES, POLICY_KEYS, Policies, read_policies
 from shared.models import NAME_RE, NAME_RULE, Problem
 
-PATH_FORM = re.compile(r"^/(?:[A-Za-z0-9._~!$&()*+,;=:@/-]|%[0-9A-Fa-f]{2}){0,511}$")
-WEIGHT_FORM = re.compile(r"^[0-9]{1,7}$")
+PATH_FORM = re.compile(r"^/(?:[A-Za-z0-9._~!$&()*+,;=:@/-]|%[0-9A-Fa-f]{2}){0,511}\Z")
+WEIGHT_FORM = re.compile(r"^[0-9]{1,7}\Z")
 MAX_WEIGHT = 1_000_000
 CATCH_ALL = "*"
 HTTP2_ON = {"yes", "true", "enabled", "active", "1", "http2"}
@@ -28,7 +28,7 @@ IGNORED_PREFIX = "AWS_"
 # contain ']', so the value runs to the last ']'.
 HEADER_ROUTE_FORM = re.compile(
     r"^\[(?:(private|public),)?header:([!#$%&'*+.^_`|~0-9A-Za-z-]{1,100})=([\x21-\x7e]{1,256})\]"
-    r"(/[^\]]*|\*)$"
+    r"(/[^\]]*|\*)\Z"
 )
 HOSTS_KEY = "HOSTS"
 # RFC 1123 host names: labels of letters, digits and '-' (not at either end), at most 63

@@ -2,7 +2,14 @@
 
 ``Configurator`` runs the stages in that order and keeps what carries over between cycles: the
 render cache (``render.RenderCache``), the validator's verdicts, the problems seen last time
-(only new ones are logged) and the metrics.
+(only new ones are logged), when the current version's objects were last checked, and the
+metrics.
+
+Self-repair: every cycle reads and verifies the current index; at most once per
+``check_every`` (and whenever the current version is one it has not checked) it also lists the
+objects (one LIST request per 1000 objects) to find any the current version references that are
+missing or resized. A damaged current version is repaired by publishing a fresh version that
+uploads every object again (docs/configurator.md).
 """
 
 from __future__ import annotations
@@ -19,10 +26,17 @@ from configurator.metrics import Metrics, record_cycle
 from configurator.publish import Current, publish_version
 from configurator.render import RenderCache, TemplateLibrary
 from configurator.report import CycleReport
-from shared.errors import ManifestConflictError, NightjarError
+from shared.errors import (
+    DigestMismatchError,
+    InvalidBundleError,
+    ManifestConflictError,
+    NightjarError,
+    ObjectMissingError,
+)
 from shared.logs import get_logger
-from shared.models import Generator, Problem
-from shared.store import BundleStore
+from shared.models import MAX_OBJECT_BYTES, Generator, NodeFiles, Problem
+from shared.signing import Signer
+from shared.store import BundleStore, ManifestRead
 
 log = get_logger(__name__)
 
@@ -33,6 +47,16 @@ class Retention:
 
     keep: int = 20
     grace: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Safety:
+    """How the configurator guards what it publishes: the largest file fetchers accept, how
+    often the current version's objects are checked (0: every cycle), and the signing key."""
+
+    max_object_bytes: int = MAX_OBJECT_BYTES
+    check_every: timedelta = timedelta(minutes=5)
+    signer: Signer | None = None
 
 
 def _utcnow() -> datetime:
@@ -52,6 +76,7 @@ class Configurator:
         validator: NodeValidator,
         retention: Retention | None = None,
         metrics: Metrics | None = None,
+        safety: Safety | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.namespaces = namespaces
@@ -61,10 +86,12 @@ class Configurator:
         self.validator = validator
         self.retention = retention or Retention()
         self.metrics = metrics or Metrics()
+        self.safety = safety or Safety()
         self.clock = clock
         self.generator = Generator.here("nightjar-configurator")
         self.renders = RenderCache()
         self._last_problems: set[Problem] = set()
+        self._checked: tuple[str, datetime] | None = None  # version, when its objects were listed
 
     def run_cycle(self) -> CycleReport:
         """One cycle; a lost manifest race redoes it once. Never raises for expected failures."""
@@ -89,23 +116,35 @@ class Configurator:
             m = read.manifest
             log.warning("cycle.frozen", version=m.version, by=m.frozen_by, reason=m.frozen_reason)
             return CycleReport("frozen", version=m.version, frozen_by=m.frozen_by)
-        current = None
-        if read is not None:
-            index = self.store.get_index(read.manifest.version, read.manifest.index_sha256)
-            current = Current(read, index)
+        current = self._current(read) if read is not None else None
         scan = self.discovery.scan(self.namespaces)
-        previous = current.index.nodes if current else {}
-        built = build_mesh(scan.namespaces, self.templates, self.validator, self.renders, previous)
+        previous = current.index.nodes if current and current.index else {}
+        built = build_mesh(
+            scan.namespaces,
+            self.templates,
+            self.validator,
+            self.renders,
+            previous,
+            self.safety.max_object_bytes,
+        )
+        nodes = built.nodes
+        if current is not None and current.damage:
+            nodes = _without_lost_files(nodes, built.blobs, built.problems, self.store, current)
         outcome = publish_version(
             self.store,
-            built.nodes,
+            nodes,
             built.blobs,
             built.summary(),
             current,
             now=self.clock(),
             generator=self.generator,
+            signer=self.safety.signer,
         )
         if outcome.status == "published":
+            self._checked = (str(outcome.version), self.clock())  # every object just written
+            if outcome.repaired and current is not None:
+                damaged = current.read.manifest.version
+                log.warning("current.repaired", version=outcome.version, damaged=damaged)
             self._collect_garbage()
         return CycleReport(
             outcome.status,
@@ -114,7 +153,30 @@ class Configurator:
             built.problems,
             uploaded=outcome.uploaded,
             failed_nodes=built.failed_nodes,
+            repaired=outcome.repaired,
         )
+
+    def _current(self, read: ManifestRead) -> Current:
+        """The current version as read, with what is wrong with it (if anything)."""
+        m = read.manifest
+        try:
+            index = self.store.get_index(m.version, m.index_sha256)
+        except (DigestMismatchError, InvalidBundleError, ObjectMissingError) as err:
+            log.error("current.damaged", version=m.version, error=str(err))
+            return Current(read, None, f"index unreadable: {err}")
+        if not self._check_due(m.version):
+            return Current(read, index)
+        missing = self.store.missing_objects(index)
+        self._checked = (m.version, self.clock())
+        if not missing:
+            return Current(read, index)
+        log.error("current.damaged", version=m.version, missing_objects=len(missing))
+        return Current(read, index, f"{len(missing)} object(s) missing or resized")
+
+    def _check_due(self, version: str) -> bool:
+        if self._checked is None or self._checked[0] != version:
+            return True
+        return self.clock() - self._checked[1] >= self.safety.check_every
 
     def _collect_garbage(self) -> None:
         try:
@@ -149,3 +211,31 @@ class Configurator:
                 "input.problem", where=problem.where, item=problem.item, reason=problem.reason
             )
         self._last_problems = set(report.problems)
+
+
+def _without_lost_files(
+    nodes: dict[str, NodeFiles],
+    blobs: dict[str, bytes],
+    problems: list[Problem],
+    store: BundleStore,
+    current: Current,
+) -> dict[str, NodeFiles]:
+    """Drop kept nodes (builds that failed) whose previous files are lost from the store: a
+    repair cannot upload bytes it does not have, and must not publish a node it cannot serve."""
+    kept = {e.sha256 for files in nodes.values() for e in files.values()} - blobs.keys()
+    if not kept or current.index is None:
+        return nodes
+    lost = set(store.missing_objects(current.index)) & kept
+    result = {}
+    for node, files in nodes.items():
+        if any(e.sha256 in lost for e in files.values()):
+            problems.append(
+                Problem(
+                    where=node,
+                    item="previous files",
+                    reason="lost from the store and the node failed to build; not published",
+                )
+            )
+            continue
+        result[node] = files
+    return result

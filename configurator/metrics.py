@@ -50,6 +50,11 @@ class Metrics:
         self.published = counter(
             r, "nightjar_configurator_published_versions", "Versions published."
         )
+        self.repairs = counter(
+            r,
+            "nightjar_configurator_repairs",
+            "Versions published to repair a damaged current version.",
+        )
         self.problems = gauge(
             r, "nightjar_configurator_problems", "Input items rejected in the last good cycle."
         )
@@ -76,6 +81,8 @@ def record_cycle(metrics: Metrics, report: CycleReport) -> None:
     metrics.frozen.set(1 if report.outcome == "frozen" else 0)
     if report.outcome == "published":
         metrics.published.inc()
+    if report.repaired:
+        metrics.repairs.inc()
     if report.outcome in GOOD:
         metrics.problems.set(len(report.problems))
         metrics.last_good = metrics.clock()

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-DURATION_FORM = re.compile(r"^([0-9]{1,7})(ms|s)$")
-INT_FORM = re.compile(r"^[0-9]{1,9}$")
-PERCENT_FORM = re.compile(r"^([0-9]{1,3})%$")
-HC_PATH_FORM = re.compile(r"^/(?:[A-Za-z0-9._~!$&()*+,;=:@/-]|%[0-9A-Fa-f]{2}){0,511}$")
+DURATION_FORM = re.compile(r"^([0-9]{1,7})(ms|s)\Z")
+INT_FORM = re.compile(r"^[0-9]{1,9}\Z")
+PERCENT_FORM = re.compile(r"^([0-9]{1,3})%\Z")
+HC_PATH_FORM = re.compile(r"^/(?:[A-Za-z0-9._~!$&()*+,;=:@/-]|%[0-9A-Fa-f]{2}){0,511}\Z")
 MAX_DURATION_MS = 3_600_000
 RETRY_EVENTS = (
     "5xx",

@@ -1,8 +1,12 @@
 """Publish: store a new version only when node files changed, then swap the manifest.
 
-Order (docs/bundle-format.md): new objects, then the immutable index, then the conditional
-manifest swap. Any failure before the swap leaves the current version in place; a lost swap
-raises ``ManifestConflictError`` and the caller redoes its cycle.
+Order (docs/bundle-format.md): new objects, then the immutable index, then (with a signing key)
+its signature, then the conditional manifest swap. Any failure before the swap leaves the current
+version in place; a lost swap removes the index it wrote (it was never current) and raises
+``ManifestConflictError``, and the caller redoes its cycle.
+
+A damaged current version (``Current.damage``: objects missing or resized, index unreadable) is
+repaired by publishing a fresh version that uploads every object again, even if nothing changed.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from datetime import datetime
 from typing import Literal
 
 from shared.digest import sha256_hex
+from shared.errors import ManifestConflictError, SignatureError, StoreError
+from shared.logs import get_logger
 from shared.models import (
     DiscoverySummary,
     Generator,
@@ -22,15 +28,23 @@ from shared.models import (
     changed_nodes,
     new_version_id,
 )
+from shared.signing import Signer, sign_version
 from shared.store import BundleStore, ManifestRead
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
 class Current:
-    """What the store serves now: the manifest as read and its verified index."""
+    """What the store serves now: the manifest as read and its verified index.
+
+    ``index`` is None when the current index cannot be read or fails its sha256; ``damage`` says
+    why the current version must be repaired ("" when it is intact).
+    """
 
     read: ManifestRead
-    index: VersionIndex
+    index: VersionIndex | None
+    damage: str = ""
 
 
 @dataclass(frozen=True)
@@ -41,12 +55,26 @@ class PublishOutcome:
     version: str | None
     changed_nodes: list[str] = field(default_factory=list)
     uploaded: int = 0
+    repaired: bool = False
 
 
 def content_digest(nodes: dict[str, NodeFiles]) -> str:
     """A digest of every node's file names and digests."""
     flat = {n: {f: e.sha256 for f, e in files.items()} for n, files in nodes.items()}
     return sha256_hex(json.dumps(flat, sort_keys=True).encode())
+
+
+def _uploads(
+    nodes: dict[str, NodeFiles], blobs: dict[str, bytes], current: Current | None
+) -> list[str]:
+    """The digests to upload: all but the parent's (which GC keeps); all we have when repairing.
+
+    Kept nodes (whose build failed) carry the parent's digests, so their bytes are never needed.
+    """
+    wanted = {e.sha256 for files in nodes.values() for e in files.values()}
+    if current is None or current.damage or current.index is None:
+        return sorted(wanted & blobs.keys())
+    return sorted(wanted - current.index.digests())
 
 
 def publish_version(
@@ -58,19 +86,19 @@ def publish_version(
     *,
     now: datetime,
     generator: Generator,
+    signer: Signer | None = None,
 ) -> PublishOutcome:
-    """Publish ``nodes`` unless they equal the current version's; upload only unknown objects."""
-    old_nodes = current.index.nodes if current else {}
+    """Publish ``nodes`` unless they equal the (intact) current version's."""
+    old_nodes = current.index.nodes if current and current.index else {}
     changed = changed_nodes(old_nodes, nodes)
-    if current is not None and not changed:
-        return PublishOutcome("unchanged", current.index.version)
-    known = current.index.digests() if current else set()
-    needed = {e.sha256 for files in nodes.values() for e in files.values()} - known
-    uploaded = sum(store.put_object(blobs[digest]).uploaded for digest in sorted(needed))
+    repair = current is not None and bool(current.damage)
+    if current is not None and not changed and not repair:
+        return PublishOutcome("unchanged", current.read.manifest.version)
+    uploaded = sum(store.put_object(blobs[d]).uploaded for d in _uploads(nodes, blobs, current))
     index = VersionIndex(
         version=new_version_id(now, content_digest(nodes)),
         created=now,
-        parent=current.index.version if current else None,
+        parent=current.read.manifest.version if current else None,
         nodes=dict(sorted(nodes.items())),
         summary=summary,
     )
@@ -82,5 +110,18 @@ def publish_version(
         created=now,
         generator=generator,
     )
-    store.swap_manifest(manifest, current.read.etag if current else None)
-    return PublishOutcome("published", index.version, changed, uploaded)
+    try:
+        if signer is not None:
+            store.put_signature(sign_version(signer, index.version, ref.sha256))
+        store.swap_manifest(manifest, current.read.etag if current else None)
+    except (ManifestConflictError, SignatureError):
+        _discard(store, index.version)  # never current: no fetcher or operator may see it
+        raise
+    return PublishOutcome("published", index.version, changed, uploaded, repaired=repair)
+
+
+def _discard(store: BundleStore, version: str) -> None:
+    try:
+        store.discard_index(version)
+    except StoreError as err:  # GC removes never-current indexes anyway
+        log.warning("publish.discard_failed", version=version, error=str(err))

@@ -24,6 +24,7 @@ class CycleReport:
     error: str = ""
     frozen_by: str | None = None
     failed_nodes: list[str] = field(default_factory=list)
+    repaired: bool = False  # the published version replaced a damaged current one
 
     def log_fields(self) -> dict[str, object]:
         """The fields of the ``cycle.done`` line."""
@@ -35,4 +36,5 @@ class CycleReport:
             "calls": self.calls,
             "uploaded": self.uploaded,
             "seconds": self.seconds,
+            **({"repaired": True} if self.repaired else {}),
         }

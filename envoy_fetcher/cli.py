@@ -31,12 +31,13 @@ from envoy_fetcher.runner import Runner
 from envoy_fetcher.settings import FetcherSettings
 from envoy_fetcher.state import FetcherState, heartbeat_age, load_state
 from shared import __version__
-from shared.aws import FETCHER, make_s3_client
+from shared.aws import FETCHER, make_kms_client, make_s3_client
 from shared.cli import build_settings, expected_errors
 from shared.envoy_bin import find_envoy
 from shared.logs import configure_logging, get_logger
 from shared.s3_store import S3BundleStore
 from shared.signals import stop_on_signals
+from shared.signing import Verifier, load_verifier
 
 log = get_logger(__name__)
 
@@ -87,6 +88,13 @@ def prepare_config_dir(path: Path) -> None:
             f"config dir {path} is not writable by this user (uid {os.getuid()}): check "
             "NJ_CONFIG_DIR and the volume's permissions"
         )
+
+
+def _verifier(settings: FetcherSettings) -> Verifier | None:
+    """The key bundles must be signed with (NJ_VERIFY_KEY), or None when unset."""
+    if not settings.verify_key:
+        return None
+    return load_verifier(settings.verify_key, lambda: make_kms_client(FETCHER))
 
 
 def _store(settings: FetcherSettings) -> S3BundleStore:
@@ -170,7 +178,9 @@ def run(no_envoy: bool, **flags: Any) -> None:
     prepare_config_dir(settings.config_dir)
     metrics = _metrics(settings)
     envoy = None if no_envoy else _envoy(settings, metrics)
-    fetcher = Fetcher.from_dir(settings, _store(settings), envoy, metrics=metrics)
+    fetcher = Fetcher.from_dir(
+        settings, _store(settings), envoy, metrics=metrics, verifier=_verifier(settings)
+    )
     runner = _runner(settings, fetcher, envoy)
     stop = stop_on_signals(log, "fetcher.stopping")
     log.info(
@@ -203,7 +213,7 @@ def once(**flags: Any) -> None:
     configure_logging(settings.log_level, settings.log_format)
     prepare_config_dir(settings.config_dir)
     store = _store(settings)
-    step = Fetcher.from_dir(settings, store).poll_once()
+    step = Fetcher.from_dir(settings, store, verifier=_verifier(settings)).poll_once()
     if step.result in ("applied", "unchanged"):
         click.echo(f"{step.result} {step.version} in {settings.config_dir / 'current'}")
         return

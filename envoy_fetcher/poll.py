@@ -1,8 +1,10 @@
 """Poll and apply: one conditional manifest read and, when it changed, one apply attempt.
 
-A new version flows one way: its index -> ``download`` (verified files, task values filled) ->
-``release`` (stage, swap ``current``) -> the ``Proxy`` (confirm the swap, or swap back). This is
-what ``nightjar-fetcher once`` runs; ``runner`` adds the timing and Envoy supervision.
+A new version flows one way: (with ``NJ_VERIFY_KEY``) its signature -> its index ->
+``download`` (verified files, task values filled) -> ``release`` (stage, swap ``current``) ->
+the ``Proxy`` (confirm the swap, or swap back). A version whose signature does not verify is
+marked bad and never read; the release being served stays. This is what
+``nightjar-fetcher once`` runs; ``runner`` adds the timing and Envoy supervision.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from envoy_fetcher.cache import ObjectCache
 from envoy_fetcher.download import Download, digests_of, download_release, node_files
 from envoy_fetcher.envoy import REJECTED_REASON, Proxy, Verdict
 from envoy_fetcher.errors import BundleRejectedError
+from envoy_fetcher.lineage import check_signed, older_versions
 from envoy_fetcher.metrics import FetcherMetrics
 from envoy_fetcher.release import ReleaseDir
 from envoy_fetcher.settings import FetcherSettings
@@ -28,8 +31,10 @@ from envoy_fetcher.state import (
     save_state,
     touch_heartbeat,
 )
-from shared.errors import NightjarError
+from shared.errors import NightjarError, SignatureError, VerificationUnavailableError
 from shared.logs import EventLogger, get_logger
+from shared.models import NodeFiles, VersionIndex
+from shared.signing import Verifier
 from shared.store import BundleStore, ManifestRead
 
 log = get_logger(__name__)
@@ -64,6 +69,7 @@ class Fetcher:
         proxy: Proxy | None = None,
         clock: Callable[[], datetime] = _utcnow,
         metrics: FetcherMetrics | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -73,6 +79,7 @@ class Fetcher:
         self.proxy = proxy
         self.clock = clock
         self.metrics = metrics or FetcherMetrics()
+        self.verifier = verifier
         self.etag: str | None = None
         self.log = log.bind(node=settings.node)
 
@@ -84,6 +91,7 @@ class Fetcher:
         proxy: Proxy | None = None,
         clock: Callable[[], datetime] = _utcnow,
         metrics: FetcherMetrics | None = None,
+        verifier: Verifier | None = None,
     ) -> Fetcher:
         """A fetcher on ``settings.config_dir``: creates its directories, loads its state."""
         release = ReleaseDir(settings.config_dir)
@@ -92,7 +100,7 @@ class Fetcher:
         cache.ensure()
         state = load_state(release.state_path)
         state.node, state.supervised = settings.node, proxy is not None
-        return cls(settings, store, release, cache, state, proxy, clock, metrics)
+        return cls(settings, store, release, cache, state, proxy, clock, metrics, verifier)
 
     # -- state ------------------------------------------------------------------------------
     def serving(self) -> str | None:
@@ -166,7 +174,11 @@ class Fetcher:
             return Step("unchanged", version)
         vlog = self.log.bind(version=version)
         try:
+            m = read.manifest
+            check_signed(self.store, self.verifier, m.version, m.index_sha256)
             return self._apply_version(read, vlog)
+        except SignatureError as err:
+            return self._refuse_unsigned(version, err, vlog)
         except BundleRejectedError as err:
             vlog.error("release.rejected", key=err.key, error=str(err))
             self._note_release("rejected", version)
@@ -177,6 +189,17 @@ class Fetcher:
             self._note_release("failed", version)
             self.note_error(f"{version}: {err}")
             return Step("error", version, str(err))
+
+    def _refuse_unsigned(self, version: str, err: SignatureError, vlog: EventLogger) -> Step:
+        """A version that does not verify is never read; one that could not be checked
+        (``VerificationUnavailableError``) is retried at the next poll."""
+        vlog.error("release.unverified", error=str(err))
+        self.note_error(f"{version}: {err}")
+        if isinstance(err, VerificationUnavailableError):
+            return Step("error", version, str(err))
+        self.state.bad_versions[version] = str(err)
+        self._save()
+        return Step("rejected", version, str(err))
 
     def _apply_version(self, read: ManifestRead, vlog: EventLogger) -> Step:
         started = time.monotonic()
@@ -189,13 +212,11 @@ class Fetcher:
         if current and applied == digests_of(files):
             self._record(manifest.version, current)
             return Step("unchanged", manifest.version, "node files identical")
-        download = download_release(
-            self.store, self.cache, manifest.version, files, s.max_object_bytes, s.task_values()
-        )
-        self.release.stage(download.version, download.files, download.digests)
-        self.metrics.downloaded(download.downloaded_bytes)
+        download = self._stage(manifest.version, files)
         verdict = self._swap_and_confirm(download.version, current, vlog)
         if verdict == "rejected":
+            if current is None:  # a dark start: nothing older on disk to go back to
+                return self._fall_back(index, download.digests, vlog)
             return Step("rejected", manifest.version, self.state.bad_versions[manifest.version])
         self.state.confirm = verdict
         self._note_release("applied", manifest.version)
@@ -211,10 +232,20 @@ class Fetcher:
         )
         return Step("applied", manifest.version)
 
+    def _stage(self, version: str, files: NodeFiles) -> Download:
+        s = self.settings
+        download = download_release(
+            self.store, self.cache, version, files, s.max_object_bytes, s.task_values()
+        )
+        self.release.stage(download.version, download.files, download.digests)
+        self.metrics.downloaded(download.downloaded_bytes)
+        return download
+
     def _swap_and_confirm(self, version: str, previous: str | None, vlog: EventLogger) -> Verdict:
         if self.proxy is None:
             self.release.swap(version)
             return "unconfirmed"
+        # A proxy never started boots on this release, and its verdict at boot counts.
         verdict = self.proxy.confirm_swap(
             lambda: self.release.swap(version), self.settings.confirm_seconds
         )
@@ -228,6 +259,37 @@ class Fetcher:
         self.note_error(f"{version}: {reason}; rolled back to {previous}")
         vlog.error("release.rolled_back", restored=previous, reason=reason)
         return "rejected"
+
+    def _fall_back(
+        self, rejected: VersionIndex, digests: dict[str, str], vlog: EventLogger
+    ) -> Step:
+        """Envoy refused the current version at boot: serve the newest older version in its
+        parent chain that Envoy accepts, and say so (the current one stays marked bad)."""
+        s = self.settings
+        for older in older_versions(self.store, self.verifier, rejected.parent):
+            try:
+                files = node_files(older, s.node, s.max_object_bytes)
+                if digests_of(files) == digests:
+                    continue  # the same files for this node: Envoy would refuse them again
+                download = self._stage(older.version, files)
+            except (NightjarError, OSError) as err:
+                vlog.warning("release.fallback_skipped", candidate=older.version, error=str(err))
+                continue
+            if self._swap_and_confirm(download.version, None, vlog) != "rejected":
+                return self._fell_back(rejected.version, older.version, vlog)
+        detail = f"{REJECTED}; no older version in its parent chain is accepted: serving nothing"
+        vlog.error("release.dark", reason=detail)
+        self.note_error(f"{rejected.version}: {detail}")
+        return Step("rejected", rejected.version, detail)
+
+    def _fell_back(self, rejected: str, older: str, vlog: EventLogger) -> Step:
+        detail = f"{REJECTED}; serving the older version {older} instead"
+        self.state.applied_version, self.state.release = older, older
+        self.state.applied_at = self.clock()
+        self.note_error(f"{rejected}: {detail}")
+        vlog.warning("release.fallback", serving=older, rejected=rejected)
+        self._prune()
+        return Step("rejected", rejected, detail)
 
     def _prune(self) -> None:
         protect = {v for v in (self.release.current(), self.state.release) if v}

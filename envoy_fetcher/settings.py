@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from shared.errors import SettingsError
-from shared.models import GATEWAY_NODE_RE, SIDECAR_NODE_RE
+from shared.models import GATEWAY_NODE_RE, MAX_OBJECT_BYTES, SIDECAR_NODE_RE
 from shared.placeholders import task_values
 from shared.settings import NightjarSettings
 
@@ -30,7 +30,9 @@ class FetcherSettings(NightjarSettings):
         default="", description="default: 0.0.0.0 gateway, 127.0.0.1 sidecar"
     )
     admin_port: int = Field(default=9901, ge=1, le=65535)
-    max_object_bytes: int = Field(default=4 << 20, ge=1, description="largest file accepted")
+    max_object_bytes: int = Field(
+        default=MAX_OBJECT_BYTES, ge=1, description="largest file accepted"
+    )
     keep_releases: int = Field(default=3, ge=2)
     envoy_bin: str = Field(default="envoy")
     envoy_log_level: str = Field(default="info")
@@ -44,6 +46,9 @@ class FetcherSettings(NightjarSettings):
     metrics_host: str = Field(default="127.0.0.1", description="address /metrics binds")
     health_max_poll_age: float = Field(
         default=60.0, gt=0, description="health fails when the last good poll is older"
+    )
+    verify_key: str = Field(
+        default="", description="public key (PEM text or file) or KMS key id bundles must verify"
     )
 
     @field_validator("config_dir")

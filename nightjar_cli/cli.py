@@ -18,7 +18,7 @@ from nightjar_cli.context import OperatorContext
 from nightjar_cli.errors import OperatorError
 from nightjar_cli.offline import render, validate
 from nightjar_cli.output import emit, table
-from nightjar_cli.results import plain
+from nightjar_cli.results import VersionRow, plain
 from shared import __version__
 from shared.cli import expected_errors
 
@@ -101,7 +101,10 @@ def status(obj: OperatorContext, as_json: bool) -> None:
 @click.pass_obj
 @expected_errors
 def versions(obj: OperatorContext, as_json: bool) -> None:
-    """Retained versions, newest first; '*' marks the current one.
+    """Retained versions, newest first; '*' marks the current one, '!' one never current.
+
+    A never-current version lost a publishing race (or its publisher stopped before the swap):
+    GC deletes it first; do not roll back to it.
 
     \b
     Example:
@@ -110,7 +113,7 @@ def versions(obj: OperatorContext, as_json: bool) -> None:
     rows = ops.versions(obj.store())
 
     def human() -> None:
-        shown = [{**plain(r), "": "*" if r.current else ""} for r in rows]
+        shown = [{**plain(r), "": _version_mark(r)} for r in rows]
         table(shown, ["", "version", "created", "parent", "nodes", "changed_nodes"])
 
     emit(rows, as_json, human)
@@ -211,6 +214,10 @@ def problems(obj: OperatorContext, version: str | None, as_json: bool) -> None:
             table(rows, ["where", "item", "reason"])
 
     emit(rows, as_json, human)
+
+
+def _version_mark(row: VersionRow) -> str:
+    return "*" if row.current else "" if row.ever_current else "!"
 
 
 def _operator() -> str:

@@ -57,9 +57,12 @@ def status(store: BundleStore, now: datetime) -> Status:
 
 
 def versions(store: BundleStore) -> list[VersionRow]:
-    """Retained versions, newest first, with how many nodes changed from their parent."""
+    """Retained versions, newest first, with how many nodes changed from their parent and
+    whether each was ever current (one that never was lost a publishing race or its publisher
+    died before the swap: garbage for the next GC, not history to roll back to)."""
     read = current(store)
     indexes = {v: store.get_index(v) for v in store.list_versions()}
+    served = store.versions_ever_current()
     rows = []
     for version in sorted(indexes, reverse=True):
         index = indexes[version]
@@ -73,6 +76,7 @@ def versions(store: BundleStore) -> list[VersionRow]:
                 nodes=len(index.nodes),
                 changed_nodes=changed if index.parent else len(index.nodes),
                 current=version == read.manifest.version,
+                ever_current=version in served,
             )
         )
     return rows
@@ -158,5 +162,7 @@ def point_manifest(
         frozen_at=now.astimezone(UTC) if frozen else None,
         generator=Generator.here("nightjar"),
     )
+    if read.manifest.version != version:  # the version left behind stays history, not garbage
+        store.mark_was_current(read.manifest.version)
     store.swap_manifest(manifest, read.etag)
     return manifest

@@ -29,7 +29,8 @@ class Status:
 
 @dataclass(frozen=True)
 class VersionRow:
-    """One retained version; ``changed_nodes`` counts nodes that differ from its parent."""
+    """One retained version; ``changed_nodes`` counts nodes that differ from its parent;
+    ``ever_current`` is false for a version no fetcher was ever pointed at."""
 
     version: str
     created: str
@@ -37,6 +38,7 @@ class VersionRow:
     nodes: int
     changed_nodes: int | None
     current: bool
+    ever_current: bool = True
 
 
 @dataclass(frozen=True)

@@ -123,3 +123,8 @@ class RequestCount:
 
     def _created(self, **_: Any) -> None:
         self.total += 1
+
+
+def make_kms_client(patience: Patience = CONFIGURATOR) -> Any:
+    """A KMS client from the environment (signing and ``kms:Verify`` of bundles)."""
+    return make_client("kms", patience.config())

@@ -62,3 +62,7 @@ class PreconditionFailedError(StoreError):
 
 class SignatureError(NightjarError):
     """A version's signature is missing, malformed, or does not verify with the trusted key."""
+
+
+class VerificationUnavailableError(SignatureError):
+    """The verifier could not be asked (kms:Verify failed to answer); try again later."""

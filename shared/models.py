@@ -36,6 +36,10 @@ LDS_FILE = "lds.yaml"
 CDS_FILE = "cds.yaml"
 REQUIRED_FILES = (LDS_FILE, CDS_FILE)
 
+# The largest file a fetcher accepts, and so the largest the configurator publishes (both
+# settings default to it: NJ_MAX_OBJECT_BYTES). docs/cloud-map.md lists the mesh limits.
+MAX_OBJECT_BYTES = 4 << 20
+
 
 def _check(pattern: re.Pattern[str], what: str, rule: str) -> AfterValidator:
     def validate(value: str) -> str:

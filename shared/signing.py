@@ -13,12 +13,14 @@ or through ``kms:Verify`` with the key id. Threat model: docs/security.md.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
-from shared.errors import SignatureError
+from shared.errors import SignatureError, VerificationUnavailableError
 
 ALGORITHM: Literal["ECDSA_SHA_256"] = "ECDSA_SHA_256"
 _DOMAIN = "nightjar-index-signature-v1"
@@ -98,9 +100,13 @@ class KmsVerifier:
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") == "KMSInvalidSignatureException":
                 return False
-            raise SignatureError(f"kms:Verify with {self.key_id} failed: {err}") from err
+            raise VerificationUnavailableError(
+                f"kms:Verify with {self.key_id} failed: {err}"
+            ) from err
         except BotoCoreError as err:
-            raise SignatureError(f"kms:Verify with {self.key_id} failed: {err}") from err
+            raise VerificationUnavailableError(
+                f"kms:Verify with {self.key_id} failed: {err}"
+            ) from err
         return bool(answer.get("SignatureValid"))
 
 
@@ -111,7 +117,10 @@ class PublicKeyVerifier:
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-        key = load_pem_public_key(pem)
+        try:
+            key = load_pem_public_key(pem)
+        except ValueError as err:
+            raise SignatureError(f"NJ_VERIFY_KEY is not a PEM public key: {err}") from err
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise SignatureError("NJ_VERIFY_KEY must be an ECC_NIST_P256 public key (PEM)")
         self._key = key
@@ -126,6 +135,20 @@ class PublicKeyVerifier:
         except InvalidSignature:
             return False
         return True
+
+
+def load_verifier(spec: str, kms_client: Callable[[], Any]) -> Verifier:
+    """The verifier ``NJ_VERIFY_KEY`` names: PEM text, a path to a PEM file, or a KMS key id or
+    ARN (then ``kms_client()`` is called for the client ``kms:Verify`` goes through)."""
+    text = spec.strip()
+    if text.startswith("-----BEGIN"):
+        return PublicKeyVerifier(text.encode())
+    if text.startswith(("/", ".")) or text.endswith(".pem") or Path(text).is_file():
+        try:
+            return PublicKeyVerifier(Path(text).read_bytes())
+        except OSError as err:
+            raise SignatureError(f"NJ_VERIFY_KEY: cannot read public key {text}: {err}") from err
+    return KmsVerifier(kms_client(), text)
 
 
 def sign_version(signer: Signer, version: str, index_sha256: str) -> VersionSignature:

@@ -252,8 +252,10 @@ class KeyedBundleStore(ABC):
         return IndexRef(key, sha256_hex(data))
 
     def discard_index(self, version: str) -> None:
-        """Delete a version index that never became current (a publisher that lost its race)."""
-        self._delete([_index_key(version)])
+        """Delete a version index that never became current (a publisher that lost its race),
+        and its signature if it has one."""
+        key = _index_key(version)
+        self._delete([key, SIGNATURES_DIR + key.removeprefix(VERSIONS_DIR)])
 
     def get_index(self, version: str, sha256: str | None = None) -> VersionIndex:
         """Read a version index, verifying its sha256 when given and that it names ``version``."""

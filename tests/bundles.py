@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.digest import sha256_hex
 from shared.models import FileEntry, Generator, Manifest, VersionIndex, new_version_id
-from shared.store import BundleStore, IndexRef
+from shared.store import BundleStore, IndexRef, KeyedBundleStore
 
 T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
 GEN = Generator(name="tests", version="0")
@@ -59,3 +59,17 @@ def manifest_for(index: VersionIndex, ref: IndexRef, **extra: object) -> Manifes
 def later(minutes: int) -> datetime:
     """T0 plus some minutes."""
     return T0 + timedelta(minutes=minutes)
+
+
+def assert_current_intact(store: KeyedBundleStore) -> str | None:
+    """The bundle invariant: the manifest (if any) points to an index whose sha256 matches and
+    whose every object exists with its sha256. Returns the current version."""
+    read = store.read_manifest()
+    if read is None:
+        return None
+    m = read.manifest
+    index = store.get_index(m.version, m.index_sha256)  # verifies the index's sha256
+    for digest in sorted(index.digests()):
+        store.get_object(digest)  # verifies the object's sha256
+    assert store.missing_objects(index) == []
+    return m.version

@@ -89,8 +89,9 @@ class FakeProxy:
         self.swaps += 1
         if (
             not self.ever_started and not self.alive
-        ):  # like EnvoyProcess: the first release starts the proxy
-            return self.start(timeout)
+        ):  # like EnvoyProcess: the first release starts the proxy, and its boot is judged
+            booted = self.start(timeout)
+            return self.verdicts.pop(0) if self.verdicts else booted
         if not self.alive:
             return "unconfirmed"
         return self.verdicts.pop(0) if self.verdicts else "accepted"

@@ -185,3 +185,111 @@ class ErrorS3:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+class PausingBeforeIndex:
+    """Wraps a store's ``put_index`` so ``hook`` runs first: a publisher paused after its object
+    writes and before its index write (where a concurrent GC used to strike)."""
+
+    def __init__(self, store: Any, hook: Any) -> None:
+        self._put_index = store.put_index
+        self.hook = hook
+        self.paused = 0
+        store.put_index = self.put_index
+
+    def put_index(self, index: Any) -> Any:
+        self.paused += 1
+        self.hook()
+        return self._put_index(index)
+
+
+class ExplodingValidator:
+    """A node validator that raises an unexpected error for files containing ``marker``."""
+
+    def __init__(self, inner: Any, marker: bytes) -> None:
+        self.inner = inner
+        self.marker = marker
+
+    def validate(self, files: dict[str, bytes]) -> Any:
+        if any(self.marker in data for data in files.values()):
+            raise RuntimeError("validator crashed")
+        return self.inner.validate(files)
+
+
+class KilledError(BaseException):
+    """The process died here (kill -9): nothing in nightjar catches a BaseException."""
+
+
+class CrashingStore(MemoryBundleStore):
+    """A memory store whose process dies at its ``kill_at``-th write (PUT or DELETE), just
+    before the request (``after=False``) or just after it landed (``after=True``)."""
+
+    def __init__(self, clock: Any = None) -> None:
+        super().__init__(**({"clock": clock} if clock else {}))
+        self.kill_at: int | None = None
+        self.after = False
+        self.writes = 0
+
+    def _write(self, do: Any) -> Any:
+        self.writes += 1
+        dies = self.kill_at is not None and self.writes == self.kill_at
+        if dies and not self.after:
+            raise KilledError(f"killed before write {self.writes}")
+        result = do()
+        if dies:
+            raise KilledError(f"killed after write {self.writes}")
+        return result
+
+    def _put(
+        self, key: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False
+    ) -> str:
+        return str(
+            self._write(
+                lambda: super(CrashingStore, self)._put(
+                    key, data, if_match=if_match, if_absent=if_absent
+                )
+            )
+        )
+
+    def _delete(self, keys: Any) -> None:
+        self._write(lambda: super(CrashingStore, self)._delete(keys))
+
+
+def die_at_s3_write(kill_at: int, after: bool) -> None:
+    """In a subprocess: ``os._exit(137)`` at the ``kill_at``-th S3 write of the bundle store,
+    before it is sent or after its answer arrived (``after``), like kill -9 at that moment."""
+    import os
+
+    from shared.s3_store import S3BundleStore
+
+    count = {"writes": 0}
+    put, delete = S3BundleStore._put, S3BundleStore._delete
+
+    def dying(real: Any) -> Any:
+        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+            count["writes"] += 1
+            if count["writes"] == kill_at and not after:
+                os._exit(137)
+            result = real(self, *args, **kwargs)
+            if count["writes"] == kill_at:
+                os._exit(137)
+            return result
+
+        return write
+
+    S3BundleStore._put = dying(put)  # type: ignore[method-assign]
+    S3BundleStore._delete = dying(delete)  # type: ignore[method-assign]
+
+
+def run_dying() -> None:
+    """``nightjar-configurator`` that dies at the S3 write named by ``NIGHTJAR_TEST_KILL_AT``
+    (``<k>``, or ``<k>+`` for after it landed). The crash trial runs it as
+    ``python -c "from tests.faults import run_dying; run_dying()" once ...``."""
+    import os
+
+    from configurator.cli import main
+
+    spec = os.environ.get("NIGHTJAR_TEST_KILL_AT", "")
+    if spec:
+        die_at_s3_write(int(spec.rstrip("+")), spec.endswith("+"))
+    main()

@@ -327,6 +327,11 @@ def test_template_policies_are_the_deploy_iam_documents() -> None:
         "operator.json": store["OperatorPolicy"]["Properties"]["PolicyDocument"],
         "configurator-cloudmap.json": inline[0]["PolicyDocument"],
     }
-    assert sorted(p.name for p in (ROOT / "deploy" / "iam").glob("*.json")) == sorted(documents)
+    optional = {"configurator-signing.json": "kms:Sign", "fetcher-verify.json": "kms:Verify"}
+    found = sorted(p.name for p in (ROOT / "deploy" / "iam").glob("*.json"))
+    assert found == sorted([*documents, *optional])
     for name, document in documents.items():
         assert rendered(document) == load_policy(ROOT / "deploy" / "iam" / name, values), name
+    for name, action in optional.items():  # signed bundles are opt-in: no template grants them
+        doc = json.loads((ROOT / "deploy" / "iam" / name).read_text())
+        assert [a for st in doc["Statement"] for a in st["Action"]] == [action], name

@@ -148,4 +148,6 @@ def test_operator_policy_allows_exactly_its_calls(
             invoke("nightjar", *args)
     assert_exactly_allowed(calls, policy("operator.json"))
     writes = {c.params["Key"] for c in calls if c.operation == "PutObject"}
-    assert writes == {f"{PREFIX}/manifest.json"}
+    markers = {k for k in writes if k.startswith(f"{PREFIX}/history/")}
+    assert writes - markers == {f"{PREFIX}/manifest.json"}
+    assert len(markers) == 1  # the rollback marked the version it left as once current

@@ -22,6 +22,7 @@ from configurator.render import TemplateLibrary
 from configurator.validate import EnvoyValidator
 from nightjar_cli.cli import main
 from shared.s3_store import S3BundleStore
+from tests.bundles import store_version
 from tests.cloudmap import FISH, register_fish_mesh, update_settings
 from tests.conftest import BUCKET
 
@@ -90,6 +91,28 @@ def test_versions_newest_first_with_changes(published: Published) -> None:
     assert [r["parent"] for r in rows] == [v2, v1, None]
     assert [r["changed_nodes"] for r in rows] == [6, 6, 6]  # every node sees every route
     assert nj("versions").stdout.splitlines()[1].startswith("*  " + v3)
+
+
+def test_versions_marks_a_version_that_was_never_current(published: Published) -> None:
+    """An index no manifest ever pointed at (a lost race that could not remove it) is listed
+    with '!' and ever_current false; every published version is ever_current."""
+    store = published.configurator.store
+    index, _ = store_version(store, {f"{FISH}/gateway": {"lds.yaml": b"x", "cds.yaml": b"x"}})
+    stray = index.version
+    rows = {r["version"]: r for r in json.loads(nj("versions", "--json").stdout)}
+    assert rows[stray]["ever_current"] is False
+    assert all(rows[v]["ever_current"] for v in published.versions)
+    (line,) = [x for x in nj("versions").stdout.splitlines() if stray in x]
+    assert line.startswith("!  " + stray)
+
+
+def test_rollback_keeps_the_version_it_leaves_as_history(published: Published) -> None:
+    """rollback to v1 marks v3 (the version left) as once current, so retention counts it."""
+    v1, _, v3 = published.versions
+    assert nj("rollback", v1).exit_code == 0
+    assert v3 in published.configurator.store.versions_ever_current()
+    rows = json.loads(nj("versions", "--json").stdout)
+    assert all(r["ever_current"] for r in rows)
 
 
 def test_nodes_and_show(published: Published) -> None:

@@ -52,8 +52,9 @@ class Mesh:
         self.minute += 1
         ports = {name: self.servers[name].port for name in clusters}
         files = {NODE: {"lds.yaml": lds_data, "cds.yaml": cds(ports)}}
-        index, ref = store_version(self.store, files, later(self.minute))
         read = self.store.read_manifest()
+        parent = read.manifest.version if read else None
+        index, ref = store_version(self.store, files, later(self.minute), parent)
         self.store.swap_manifest(manifest_for(index, ref), read.etag if read else None)
         return index.version
 
@@ -215,6 +216,28 @@ def test_a_version_envoy_rejects_is_rolled_back_and_marked_bad(mesh: Mesh) -> No
     wait_for(lambda: mesh.answers("green"), what="v3 after a bad version")
     assert mesh.state()["applied_version"] == v3
     assert mesh.stop()[0] == 0
+
+
+def test_a_fresh_fetcher_facing_a_rejected_current_version_serves_its_parent(mesh: Mesh) -> None:
+    """v2 (current) has a listener on a port another process holds: a fetcher starting now
+    boots Envoy on v2, sees the rejection, falls back to v1 (its parent) and says so."""
+    v1 = mesh.route_all_to("blue")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1]).encode()
+        v2 = mesh.publish(lds({"/": "blue"}).replace(b"${NJ_LISTENER_PORT}", port), ["blue"])
+        mesh.start()
+        wait_for(lambda: mesh.answers("blue"), what="envoy serving the parent v1")
+        state = mesh.state()
+    assert state["applied_version"] == v1 and v2 in state["bad_versions"]
+    assert f"serving the older version {v1}" in state["last_error"]
+    assert os.readlink(mesh.config_dir / "current") == f"releases/{v1}"
+    code, stderr = mesh.stop()
+    assert code == 0, stderr
+    events = [json.loads(x) for x in stderr.splitlines() if x.startswith("{")]
+    (fallback,) = [e for e in events if e["event"] == "release.fallback"]
+    assert (fallback["serving"], fallback["rejected"]) == (v1, v2)
 
 
 def test_tampered_bundle_is_not_applied(mesh: Mesh) -> None:
