@@ -216,45 +216,6 @@ class ExplodingValidator:
         return self.inner.validate(files)
 
 
-class KilledError(BaseException):
-    """The process died here (kill -9): nothing in nightjar catches a BaseException."""
-
-
-class CrashingStore(MemoryBundleStore):
-    """A memory store whose process dies at its ``kill_at``-th write (PUT or DELETE), just
-    before the request (``after=False``) or just after it landed (``after=True``)."""
-
-    def __init__(self, clock: Any = None) -> None:
-        super().__init__(**({"clock": clock} if clock else {}))
-        self.kill_at: int | None = None
-        self.after = False
-        self.writes = 0
-
-    def _write(self, do: Any) -> Any:
-        self.writes += 1
-        dies = self.kill_at is not None and self.writes == self.kill_at
-        if dies and not self.after:
-            raise KilledError(f"killed before write {self.writes}")
-        result = do()
-        if dies:
-            raise KilledError(f"killed after write {self.writes}")
-        return result
-
-    def _put(
-        self, key: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False
-    ) -> str:
-        return str(
-            self._write(
-                lambda: super(CrashingStore, self)._put(
-                    key, data, if_match=if_match, if_absent=if_absent
-                )
-            )
-        )
-
-    def _delete(self, keys: Any) -> None:
-        self._write(lambda: super(CrashingStore, self)._delete(keys))
-
-
 def die_at_s3_write(kill_at: int, after: bool) -> None:
     """In a subprocess: ``os._exit(137)`` at the ``kill_at``-th S3 write of the bundle store,
     before it is sent or after its answer arrived (``after``), like kill -9 at that moment."""
