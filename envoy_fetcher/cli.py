@@ -20,9 +20,11 @@ from envoy_fetcher.envoy import (
     AdminClient,
     EnvoyCommand,
     EnvoyProcess,
+    Proxy,
     write_bootstrap,
 )
 from envoy_fetcher.errors import ConfigDirError, EnvoyError, FetcherError
+from envoy_fetcher.external import ExternalEnvoy
 from envoy_fetcher.health import HealthInput, judge_health
 from envoy_fetcher.metrics import FetcherMetrics, serve_fetcher_metrics
 from envoy_fetcher.poll import Fetcher, Step
@@ -34,6 +36,7 @@ from shared import __version__
 from shared.aws import FETCHER, make_kms_client, make_s3_client
 from shared.cli import build_settings, expected_errors
 from shared.envoy_bin import find_envoy
+from shared.errors import SettingsError
 from shared.logs import configure_logging, get_logger
 from shared.s3_store import S3BundleStore
 from shared.signals import stop_on_signals
@@ -133,7 +136,14 @@ def _envoy(settings: FetcherSettings, metrics: FetcherMetrics) -> EnvoyProcess:
     )
 
 
-def _runner(settings: FetcherSettings, fetcher: Fetcher, envoy: EnvoyProcess | None) -> Runner:
+def _external_envoy(settings: FetcherSettings, confirm: bool) -> Proxy | None:
+    """--no-envoy: a bootstrap for the Envoy of the other container; its admin API if asked."""
+    path = write_bootstrap(settings.node, settings.config_dir, settings.admin_port)
+    log.info("envoy.bootstrap_written", path=str(path), admin_port=settings.admin_port)
+    return ExternalEnvoy(AdminClient(settings.admin_port)) if confirm else None
+
+
+def _runner(settings: FetcherSettings, fetcher: Fetcher, envoy: Proxy | None) -> Runner:
     return Runner(
         fetcher,
         envoy,
@@ -160,24 +170,37 @@ def main() -> None:
 @click.option(
     "--no-envoy", is_flag=True, help="manage files only (Envoy runs in another container)"
 )
+@click.option(
+    "--envoy-admin",
+    is_flag=True,
+    help="with --no-envoy: confirm each swap through the other Envoy's admin API "
+    "(127.0.0.1:NJ_ADMIN_PORT, the port its bootstrap gets)",
+)
 @click.option("--poll-interval", type=float, help="seconds between polls [NJ_POLL_INTERVAL, 10]")
 @expected_errors
-def run(no_envoy: bool, **flags: Any) -> None:
+def run(no_envoy: bool, envoy_admin: bool, **flags: Any) -> None:
     """Poll, apply new versions, and supervise Envoy until SIGTERM/SIGINT (then exit 0).
 
     Envoy starts at once from the last release on disk; with none, it starts when the first
     bundle arrives. Each swap is confirmed through Envoy's admin API or rolled back.
 
+    With --no-envoy (Envoy in another container on a shared volume) the fetcher writes
+    bootstrap.json for that Envoy and world-readable files; with --envoy-admin it confirms each
+    swap through that Envoy's admin API on 127.0.0.1:NJ_ADMIN_PORT.
+
     \b
     Example:
       nightjar-fetcher run --bucket my-mesh-bucket --node fish.service.local/tuna/blue \\
           --config-dir /var/run/nightjar --listener-port 15001
+      nightjar-fetcher run --no-envoy --envoy-admin --node fish.service.local/gateway
     """
+    if envoy_admin and not no_envoy:
+        raise SettingsError("--envoy-admin goes with --no-envoy (a supervised Envoy is asked)")
     settings = load_settings(flags)
     configure_logging(settings.log_level, settings.log_format)
     prepare_config_dir(settings.config_dir)
     metrics = _metrics(settings)
-    envoy = None if no_envoy else _envoy(settings, metrics)
+    envoy = _external_envoy(settings, envoy_admin) if no_envoy else _envoy(settings, metrics)
     fetcher = Fetcher.from_dir(
         settings, _store(settings), envoy, metrics=metrics, verifier=_verifier(settings)
     )

@@ -23,11 +23,15 @@ from pathlib import Path
 from envoy_fetcher.errors import ReleaseError
 from shared.models import FILE_NAME_RE, VERSION_ID_RE
 
+FILE_MODE = 0o644  # an Envoy in another container (another uid) reads what the fetcher writes
+DIR_MODE = 0o755
+
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old or the new file, never a part."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -100,6 +104,7 @@ class ReleaseDir:
         """Write a complete ``releases/<version>`` (replacing a stale one) and its digests."""
         _check_names(version, list(files))
         tmp = Path(tempfile.mkdtemp(dir=self.releases, prefix=f".stage-{version}-"))
+        tmp.chmod(DIR_MODE)  # mkdtemp makes 0700
         try:
             for name, data in files.items():
                 write_atomic(tmp / name, data)

