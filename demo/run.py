@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,10 +25,10 @@ from typing import Any, TextIO
 
 import boto3
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from sandbox import cloudmap
 from sandbox.backends import Backend, Behaviour
+from sandbox.moto import free_port, moto_server
 
 BIN = Path(sys.executable).parent
 BUCKET = "nightjar-demo"
@@ -42,12 +41,6 @@ CANARY = {"x-canary": "1"}
 
 class DemoFailed(Exception):
     """A step did not behave as expected."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tuna_settings(color: str, weight: int) -> dict[str, str]:
@@ -84,16 +77,8 @@ class Demo:
     @contextmanager
     def moto(self) -> Iterator[str]:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        url = f"http://{host}:{port}"
-        # moto's state is process-wide; the demo's embedded backend starts empty.
-        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
-        try:
+        with moto_server() as url:
             yield url
-        finally:
-            server.stop()
 
     def aws_env(self, endpoint: str) -> None:
         self.env = {

@@ -19,15 +19,14 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from configurator.cycle import Configurator
 from configurator.discovery import CloudMapDiscovery
 from configurator.render import TemplateLibrary
 from configurator.validate import EnvoyValidator
+from sandbox.moto import free_port, moto_server
 from shared.envoy_bin import find_envoy
 from shared.s3_store import S3BundleStore
-from tests.integration.conftest import free_port
 from tests.waiting import wait_for
 
 BIN = Path(sys.executable).parent
@@ -38,15 +37,8 @@ REGION = "us-east-1"
 @contextmanager
 def moto_endpoint() -> Iterator[str]:
     """A moto HTTP server on 127.0.0.1, reset, for the duration of the block."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
-    try:
+    with moto_server() as endpoint:
         yield endpoint
-    finally:
-        server.stop()
 
 
 def client(service: str, endpoint: str) -> Any:

@@ -17,14 +17,9 @@ import pytest
 from configurator.metrics import Metrics, record_cycle, serve_metrics
 from configurator.report import CycleReport
 from envoy_fetcher.metrics import serve_fetcher_metrics
+from sandbox.moto import free_port
 from shared.errors import EndpointBindError, SettingsError
 from tests.prometheus import Samples, scrape, value
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

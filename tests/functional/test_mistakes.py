@@ -20,16 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.moto import free_port
 from tests.faults import ErrorS3
 
 BIN = Path(sys.executable).parent
 NODE = "fish.service.local/gateway"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def closed_endpoint() -> str:
