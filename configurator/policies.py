@@ -137,13 +137,13 @@ class Policies:
 
 
 DEFAULT_POLICIES = Policies()
-ROUTE_KEYS = ("TIMEOUT", "RETRIES", "FAULT", "RATE_LIMIT")
-ROUTE_FIELDS = {
+ROUTE_FIELDS = {  # route-level key -> RoutePolicy field
     "TIMEOUT": "timeout_ms",
     "RETRIES": "retries",
     "FAULT": "fault",
     "RATE_LIMIT": "rate_limit",
 }
+ROUTE_KEYS = tuple(ROUTE_FIELDS)
 
 
 # -- small value forms ---------------------------------------------------------------------
