@@ -23,7 +23,7 @@ from configurator.build import NodeValidator, build_mesh
 from configurator.discovery import DiscoverySource
 from configurator.errors import ConfiguratorError
 from configurator.metrics import Metrics, record_cycle
-from configurator.publish import Current, publish_version
+from configurator.publish import Content, Current, publish_version
 from configurator.render import RenderCache, TemplateLibrary
 from configurator.report import CycleReport
 from shared.errors import (
@@ -34,7 +34,7 @@ from shared.errors import (
     ObjectMissingError,
 )
 from shared.logs import get_logger
-from shared.models import MAX_OBJECT_BYTES, Generator, NodeFiles, Problem
+from shared.models import MAX_OBJECT_BYTES, Generator, NodeEntry, NodeFiles, Problem
 from shared.signing import Signer
 from shared.store import BundleStore, ManifestRead
 
@@ -118,7 +118,7 @@ class Configurator:
             return CycleReport("frozen", version=m.version, frozen_by=m.frozen_by)
         current = self._current(read) if read is not None else None
         scan = self.discovery.scan(self.namespaces)
-        previous = current.index.nodes if current and current.index else {}
+        previous = current.index if current else None
         built = build_mesh(
             scan.namespaces,
             self.templates,
@@ -127,13 +127,12 @@ class Configurator:
             previous,
             self.safety.max_object_bytes,
         )
-        nodes = built.nodes
+        content = Content(built.nodes, built.file_sets, built.blobs)
         if current is not None and current.damage:
-            nodes = _without_lost_files(nodes, built.blobs, built.problems, self.store, current)
+            content = _without_lost_files(content, built.problems, self.store, current)
         outcome = publish_version(
             self.store,
-            nodes,
-            built.blobs,
+            content,
             built.summary(),
             current,
             now=self.clock(),
@@ -214,21 +213,26 @@ class Configurator:
 
 
 def _without_lost_files(
-    nodes: dict[str, NodeFiles],
-    blobs: dict[str, bytes],
-    problems: list[Problem],
-    store: BundleStore,
-    current: Current,
-) -> dict[str, NodeFiles]:
+    content: Content, problems: list[Problem], store: BundleStore, current: Current
+) -> Content:
     """Drop kept nodes (builds that failed) whose previous files are lost from the store: a
     repair cannot upload bytes it does not have, and must not publish a node it cannot serve."""
-    kept = {e.sha256 for files in nodes.values() for e in files.values()} - blobs.keys()
-    if not kept or current.index is None:
-        return nodes
-    lost = set(store.missing_objects(current.index)) & kept
-    result = {}
-    for node, files in nodes.items():
-        if any(e.sha256 in lost for e in files.values()):
+    if current.index is None:
+        return content
+    held = content.blobs.keys()
+    without_bytes = {
+        node
+        for node, entry in content.nodes.items()
+        if any(e.sha256 not in held for e in _entry_files(content, entry).values())
+    }
+    if not without_bytes:
+        return content
+    lost = set(store.missing_objects(current.index))
+    nodes = {}
+    for node, entry in content.nodes.items():
+        if node in without_bytes and any(
+            e.sha256 in lost for e in _entry_files(content, entry).values()
+        ):
             problems.append(
                 Problem(
                     where=node,
@@ -237,5 +241,10 @@ def _without_lost_files(
                 )
             )
             continue
-        result[node] = files
-    return result
+        nodes[node] = entry
+    return Content(nodes, content.file_sets, content.blobs)
+
+
+def _entry_files(content: Content, entry: NodeEntry) -> NodeFiles:
+    files = {n: e for s in entry.sets for n, e in content.file_sets[s].items()}
+    return {**files, **entry.files}

@@ -39,11 +39,34 @@ cache (``render.RenderCache``) shares renders on that rule.
 
 
 @dataclass(frozen=True)
+class ContextDigests:
+    """Digests of a shared context: of each top-level field, of each entry of ``clusters``, and
+    of the whole. The render cache keys each template's render by the fields it reads."""
+
+    fields: dict[str, str]
+    clusters: tuple[str, ...]
+    whole: str
+
+
+def _digest(value: Any) -> str:
+    return sha256_hex(json.dumps(value, sort_keys=True).encode())
+
+
+def digest_context(context: dict[str, Any]) -> ContextDigests:
+    """The digests of ``context`` (each part serialised once)."""
+    clusters = tuple(_digest(c) for c in context.get("clusters", ()))
+    fields = {k: _digest(v) for k, v in context.items() if k != "clusters"}
+    if "clusters" in context:
+        fields["clusters"] = sha256_hex(" ".join(clusters).encode())
+    return ContextDigests(fields, clusters, _digest(fields))
+
+
+@dataclass(frozen=True)
 class NodeContext:
     """The template context of one node, and where to look for its template overrides.
 
-    ``shared`` is the context without its ``PER_NODE_FIELDS`` and ``shared_digest`` identifies
-    it: every sidecar of a namespace has the same ones (the same dict object, built once).
+    ``shared`` is the context without its ``PER_NODE_FIELDS`` and ``digests`` identify it: every
+    sidecar of a namespace has the same ones (the same objects, built once).
     """
 
     node_id: str
@@ -51,7 +74,12 @@ class NodeContext:
     service: str | None
     color: str | None
     shared: dict[str, Any]
-    shared_digest: str
+    digests: ContextDigests
+
+    @property
+    def shared_digest(self) -> str:
+        """The digest of the whole shared context."""
+        return self.digests.whole
 
     @property
     def is_gateway(self) -> bool:
@@ -412,10 +440,6 @@ def _shared_context(
     }
 
 
-def _digest(context: dict[str, Any]) -> str:
-    return sha256_hex(json.dumps(context, sort_keys=True).encode())
-
-
 def build_nodes(ns: NamespaceModel, problems: list[Problem]) -> list[NodeContext]:
     """Every node of a namespace: its gateway, then one sidecar per service-color.
 
@@ -424,9 +448,11 @@ def build_nodes(ns: NamespaceModel, problems: list[Problem]) -> list[NodeContext
     """
     virtual_hosts = split_virtual_hosts(ns, problems)
     gateway = _shared_context(ns, virtual_hosts, True)
-    gw = NodeContext(gateway_node_id(ns.name), ns.name, None, None, gateway, _digest(gateway))
+    gw = NodeContext(
+        gateway_node_id(ns.name), ns.name, None, None, gateway, digest_context(gateway)
+    )
     shared = _shared_context(ns, virtual_hosts, False)
-    shared_digest = _digest(shared)
+    shared_digests = digest_context(shared)
     sidecars = [
         NodeContext(
             sidecar_node_id(ns.name, sc.service, sc.color),
@@ -434,7 +460,7 @@ def build_nodes(ns: NamespaceModel, problems: list[Problem]) -> list[NodeContext
             sc.service,
             sc.color,
             shared,
-            shared_digest,
+            shared_digests,
         )
         for sc in ns.service_colors
     ]

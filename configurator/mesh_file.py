@@ -50,10 +50,13 @@ class MeshSpec(_Strict):
     namespaces: list[NamespaceSpec]
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
+
+
 def load_mesh_file(path: Path) -> list[RawNamespace]:
     """The namespaces of a mesh file; ConfiguratorError naming the first bad item."""
     try:
-        spec = MeshSpec.model_validate(yaml.safe_load(path.read_text()))
+        spec = MeshSpec.model_validate(yaml.load(path.read_text(), Loader=_LOADER))
     except (OSError, yaml.YAMLError) as err:
         raise ConfiguratorError(f"cannot read mesh file {path}: {err}") from err
     except ValidationError as err:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from configurator.build import NodeValidator, build_mesh
+from configurator.build import BuiltMesh, NodeValidator, build_mesh
 from configurator.discovery import RawNamespace
 from configurator.mesh_file import load_mesh_file
 from configurator.render import RenderCache, TemplateLibrary
@@ -21,18 +21,37 @@ from shared.models import Problem
 
 @dataclass(frozen=True)
 class RenderedMesh:
-    """Every node that rendered and validated (node id -> file name -> bytes), and problems."""
+    """Every node that rendered and validated, and the problems found.
 
-    nodes: dict[str, dict[str, bytes]]
+    A node's files come in file sets (its own templates' files first, then its endpoint files);
+    sidecars sharing a render share the sets, so the mesh is held once, not once per node."""
+
+    built: BuiltMesh
     problems: list[Problem]
+
+    @property
+    def node_ids(self) -> list[str]:
+        return sorted(self.built.nodes)
+
+    def files_of(self, node: str) -> dict[str, bytes]:
+        """Every file of ``node`` (file name -> bytes)."""
+        return self.built.files_of(node)
+
+    def sets_of(self, node: str) -> list[tuple[str, dict[str, bytes]]]:
+        """``node``'s file sets in order, each as (set id, file name -> bytes)."""
+        built = self.built
+        return [
+            (s, {n: built.blobs[e.sha256] for n, e in built.file_sets[s].items()})
+            for s in built.nodes[node].sets
+        ]
 
 
 def render_mesh(
     raw_namespaces: list[RawNamespace], templates: TemplateLibrary, validator: NodeValidator
 ) -> RenderedMesh:
     """Render and validate every node; a failing node is left out and named in ``problems``."""
-    built = build_mesh(raw_namespaces, templates, validator, RenderCache(), previous={})
-    return RenderedMesh({node: built.files_of(node) for node in built.nodes}, built.problems)
+    built = build_mesh(raw_namespaces, templates, validator, RenderCache(), previous=None)
+    return RenderedMesh(built, built.problems)
 
 
 def render_mesh_file(

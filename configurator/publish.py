@@ -23,6 +23,7 @@ from shared.models import (
     DiscoverySummary,
     Generator,
     Manifest,
+    NodeEntry,
     NodeFiles,
     VersionIndex,
     changed_nodes,
@@ -58,20 +59,45 @@ class PublishOutcome:
     repaired: bool = False
 
 
-def content_digest(nodes: dict[str, NodeFiles]) -> str:
-    """A digest of every node's file names and digests."""
-    flat = {n: {f: e.sha256 for f, e in files.items()} for n, files in nodes.items()}
-    return sha256_hex(json.dumps(flat, sort_keys=True).encode())
+@dataclass(frozen=True)
+class Content:
+    """What a version is to hold: node entries, the file sets they name, and the bytes built
+    this cycle (files of kept nodes are the parent's and need no bytes)."""
+
+    nodes: dict[str, NodeEntry]
+    file_sets: dict[str, NodeFiles]
+    blobs: dict[str, bytes]
+
+    def digest(self) -> str:
+        """A digest of every node's entry (set ids are digests of the sets' contents)."""
+        flat = {
+            n: [list(e.sets), {f: x.sha256 for f, x in e.files.items()}]
+            for n, e in self.nodes.items()
+        }
+        return sha256_hex(json.dumps(flat, sort_keys=True).encode())
+
+    def index(self, version: str, created: datetime, parent: str | None) -> VersionIndex:
+        used = {s for entry in self.nodes.values() for s in entry.sets}
+        return VersionIndex(
+            version=version,
+            created=created,
+            parent=parent,
+            file_sets={s: self.file_sets[s] for s in sorted(used)},
+            nodes=dict(sorted(self.nodes.items())),
+        )
 
 
-def _uploads(
-    nodes: dict[str, NodeFiles], blobs: dict[str, bytes], current: Current | None
-) -> list[str]:
+def content_digest(nodes: dict[str, NodeEntry]) -> str:
+    """A digest of every node's entry."""
+    return Content(nodes, {}, {}).digest()
+
+
+def _uploads(index: VersionIndex, blobs: dict[str, bytes], current: Current | None) -> list[str]:
     """The digests to upload: all but the parent's (which GC keeps); all we have when repairing.
 
     Kept nodes (whose build failed) carry the parent's digests, so their bytes are never needed.
     """
-    wanted = {e.sha256 for files in nodes.values() for e in files.values()}
+    wanted = index.digests()
     if current is None or current.damage or current.index is None:
         return sorted(wanted & blobs.keys())
     return sorted(wanted - current.index.digests())
@@ -79,8 +105,7 @@ def _uploads(
 
 def publish_version(
     store: BundleStore,
-    nodes: dict[str, NodeFiles],
-    blobs: dict[str, bytes],
+    content: Content,
     summary: DiscoverySummary,
     current: Current | None,
     *,
@@ -88,20 +113,17 @@ def publish_version(
     generator: Generator,
     signer: Signer | None = None,
 ) -> PublishOutcome:
-    """Publish ``nodes`` unless they equal the (intact) current version's."""
+    """Publish ``content`` unless its nodes equal the (intact) current version's."""
     old_nodes = current.index.nodes if current and current.index else {}
-    changed = changed_nodes(old_nodes, nodes)
+    changed = changed_nodes(old_nodes, content.nodes)
     repair = current is not None and bool(current.damage)
     if current is not None and not changed and not repair:
         return PublishOutcome("unchanged", current.read.manifest.version)
-    uploaded = sum(store.put_object(blobs[d]).uploaded for d in _uploads(nodes, blobs, current))
-    index = VersionIndex(
-        version=new_version_id(now, content_digest(nodes)),
-        created=now,
-        parent=current.read.manifest.version if current else None,
-        nodes=dict(sorted(nodes.items())),
-        summary=summary,
-    )
+    parent = current.read.manifest.version if current else None
+    index = content.index(new_version_id(now, content.digest()), now, parent)
+    index = index.model_copy(update={"summary": summary})
+    blobs = content.blobs
+    uploaded = sum(store.put_object(blobs[d]).uploaded for d in _uploads(index, blobs, current))
     ref = store.put_index(index)
     manifest = Manifest(
         version=index.version,

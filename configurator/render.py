@@ -5,26 +5,28 @@ directory (``NJ_TEMPLATES_DIR``). For a sidecar the most specific file wins amon
 ``<ns>/<service>/<color>/``, ``<ns>/<service>/``, ``<ns>/`` and the defaults; for a gateway among
 ``<ns>/gateway/``, ``<ns>/`` and the defaults. Every template found is rendered and shipped.
 
-``RenderCache`` keeps renders across cycles and shares one render between the sidecars of a
-namespace when their templates do not use the per-node fields (``mesh.PER_NODE_FIELDS``).
+``RenderCache`` keeps renders across cycles, keyed by the context fields each template reads,
+and shares one render between the sidecars of a namespace when a template does not read the
+per-node fields (``mesh.PER_NODE_FIELDS``).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import chevron
+import chevron.tokenizer
 
 from configurator.errors import TemplateError
-from configurator.mesh import NodeContext, q
+from configurator.mesh import PER_NODE_FIELDS, NodeContext
 from shared.digest import sha256_hex
-from shared.models import FILE_NAME_RE, GATEWAY, LDS_FILE
+from shared.models import FILE_NAME_RE, GATEWAY, LDS_FILE, FileEntry, NodeFiles, file_set_id
 
 MAX_TEMPLATE_BYTES = 1 << 20
-PROBE = "nightjar-render-probe-6f1d"  # stands in for per-node values to detect node-independence
 # Rendered once per entry of the context's ``clusters`` (that cluster's fields over the node's)
 # into the file the cluster's ``eds_file`` names; a render that is only whitespace ships nothing.
 PER_CLUSTER_TEMPLATE = "eds.yaml"
@@ -46,6 +48,10 @@ class TemplateSet:
     sources: dict[str, str]
 
     def digest(self) -> str:
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> str:
         return sha256_hex(json.dumps(self.sources, sort_keys=True).encode())
 
 
@@ -115,6 +121,15 @@ class TemplateLibrary:
         """Forget cached override directories (called once per cycle)."""
         self._cache.clear()
 
+    def namespace_digest(self, namespace: str) -> str:
+        """A digest of every template any node of ``namespace`` can use (defaults included)."""
+        parts: list[tuple[str, dict[str, str]]] = [("", self.defaults)]
+        root = self.override_dir / namespace if self.override_dir is not None else None
+        if root is not None and root.is_dir():
+            directories = [root, *sorted(p for p in root.rglob("*") if p.is_dir())]
+            parts += [(str(d.relative_to(root)), self._dir(d)) for d in directories]
+        return sha256_hex(json.dumps(parts, sort_keys=True).encode())
+
 
 def render_node(templates: TemplateSet, node: NodeContext) -> dict[str, bytes]:
     """Render every template of ``node``; TemplateError names the failing file."""
@@ -125,22 +140,26 @@ def _render(templates: TemplateSet, context: dict[str, Any], node_id: str) -> di
     files = {}
     for name, source in sorted(templates.sources.items()):
         if name == PER_CLUSTER_TEMPLATE:
-            files.update(_render_per_cluster(templates, source, context, node_id))
+            for cluster in context.get("clusters", []):
+                rendered = _render_cluster(templates, source, context, cluster, node_id)
+                if rendered is not None:
+                    files[str(cluster["eds_file"])] = rendered
         else:
             files[name] = _render_one(templates, name, source, context, node_id).encode()
     return files
 
 
-def _render_per_cluster(
-    templates: TemplateSet, source: str, context: dict[str, Any], node_id: str
-) -> dict[str, bytes]:
-    files = {}
-    for cluster in context.get("clusters", []):
-        merged = {**context, **cluster}
-        text = _render_one(templates, PER_CLUSTER_TEMPLATE, source, merged, node_id)
-        if text.strip():
-            files[str(cluster["eds_file"])] = text.encode()
-    return files
+def _render_cluster(
+    templates: TemplateSet,
+    source: str,
+    context: dict[str, Any],
+    cluster: dict[str, Any],
+    node_id: str,
+) -> bytes | None:
+    """One cluster's endpoint file, or None when the render is only whitespace."""
+    merged = {**context, **cluster}
+    text = _render_one(templates, PER_CLUSTER_TEMPLATE, source, merged, node_id)
+    return text.encode() if text.strip() else None
 
 
 def _render_one(
@@ -158,50 +177,206 @@ def _render_one(
         raise TemplateError(f"template {name} for node {node_id}: {err}") from err
 
 
+def referenced_names(source: str, partials: dict[str, str]) -> frozenset[str] | None:
+    """Every context name a template (with the partials it includes) can look up: the first
+    part of each tag's name, wherever it stands. None when the template does not tokenize
+    (its render will fail and say why)."""
+    names: set[str] = set()
+    pending, seen = [source], set()
+    while pending:
+        try:
+            tokens = list(chevron.tokenizer.tokenize(pending.pop()))
+        except Exception:  # chevron raises bare exceptions for syntax errors
+            return None
+        for kind, key in tokens:
+            if kind in ("variable", "no escape", "section", "inverted section") and key != ".":
+                names.add(key.split(".", 1)[0])
+            elif kind == "partial" and key in partials and key not in seen:
+                seen.add(key)
+                pending.append(partials[key])
+    return frozenset(names)
+
+
+@dataclass(frozen=True)
+class FileSet:
+    """Rendered files that travel together (the index lists them once, under ``id``)."""
+
+    files: dict[str, bytes]
+    entries: NodeFiles
+    id: str
+
+    @classmethod
+    def of(cls, files: dict[str, bytes]) -> FileSet:
+        entries = {name: FileEntry(sha256=sha256_hex(d), size=len(d)) for name, d in files.items()}
+        return cls(files, entries, file_set_id(entries))
+
+
+_V = TypeVar("_V")
+
+
+def _carry(generations: tuple[dict[str, _V], dict[str, _V]], keys: set[str]) -> None:
+    """Move ``keys`` from the last cycle's generation into this cycle's."""
+    old, new = generations
+    new.update((k, old[k]) for k in keys if k in old and k not in new)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one template reads: shared fields and per-node fields (None: unknown, so all)."""
+
+    source: str
+    shared: tuple[str, ...] | None
+    per_node: tuple[str, ...]
+
+    @cached_property
+    def source_digest(self) -> str:
+        return sha256_hex(self.source.encode())
+
+
 class RenderCache:
     """Renders by their inputs, kept from one cycle to the next.
 
-    The rule that lets sidecars share a render: a node's context is ``node.shared`` (identified
-    by ``node.shared_digest``) plus its ``mesh.PER_NODE_FIELDS`` and nothing else. A render made
-    with a sentinel in every per-node field whose output holds no sentinel therefore does not
-    depend on the node: it serves every node with the same shared digest and templates. Otherwise
-    that shared key is remembered as node-dependent and each node is rendered with its own values.
+    Every template is rendered from the context fields it references (``referenced_names``):
+    its render is keyed by the digests of exactly those fields, so a change re-renders only the
+    templates (and, for ``eds.yaml``, only the clusters) that read what changed. A template that
+    references no per-node field (``mesh.PER_NODE_FIELDS``) renders once for every sidecar of a
+    namespace. A node's files come back as two file sets: its main files and its endpoint files.
     """
 
     def __init__(self) -> None:
-        self._previous: dict[str, dict[str, bytes]] = {}
-        self._current: dict[str, dict[str, bytes]] = {}
-        self._node_dependent: set[str] = set()
-        self.renders = 0  # chevron renders made (probes included), for tests and the bench
+        self._files: tuple[dict[str, bytes | None], dict[str, bytes | None]] = ({}, {})
+        self._sets: tuple[dict[str, FileSet], dict[str, FileSet]] = ({}, {})
+        self._plans: dict[tuple[str, str], _Plan] = {}
+        self._shadow: dict[int, tuple[list[dict[str, Any]], frozenset[str]]] = {}
+        self._namespaces: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+        self._used: tuple[set[str], set[str]] = (set(), set())
+        self.renders = 0  # chevron renders made (one per file), for tests and the bench
 
-    def render(self, templates: TemplateSet, node: NodeContext) -> dict[str, bytes]:
-        """``node``'s files, rendered only when no earlier render had the same inputs."""
-        shared_key = sha256_hex(f"{node.shared_digest}:{templates.digest()}".encode())
-        own_key = sha256_hex(f"{shared_key}:{sorted(node.per_node.items())}".encode())
-        for key in (shared_key, own_key):
-            files = self._current.get(key) or self._previous.get(key)
-            if files is not None:
-                self._current[key] = files
-                return files
-        if shared_key not in self._node_dependent:
-            probed = self._probe(templates, node)
-            if probed is not None:
-                self._current[shared_key] = probed
-                return probed
-            self._node_dependent.add(shared_key)
-        self.renders += 1
-        self._current[own_key] = render_node(templates, node)
-        return self._current[own_key]
+    def render(self, templates: TemplateSet, node: NodeContext) -> tuple[FileSet, ...]:
+        """``node``'s file sets (main, then endpoint files when there are any)."""
+        sets = [self._main_set(templates, node)]
+        if PER_CLUSTER_TEMPLATE in templates.sources and node.shared.get("clusters"):
+            endpoint_files = self._cluster_set(templates, node)
+            if endpoint_files.files:
+                sets.append(endpoint_files)
+        return tuple(sets)
 
-    def _probe(self, templates: TemplateSet, node: NodeContext) -> dict[str, bytes] | None:
-        """The render with sentinel per-node values, or None when the sentinel shows."""
-        self.renders += 1
-        sentinels = {field: q(PROBE) for field in node.per_node}
-        probed = _render(templates, {**node.shared, **sentinels}, node.node_id)
-        if any(PROBE.encode() in data for data in probed.values()):
+    def namespace(self, key: str) -> Any:
+        """A whole namespace's build remembered under ``key`` (``build`` owns its shape); its
+        renders stay cached as if this cycle had made them."""
+        found = self._namespaces[1].get(key) or self._namespaces[0].get(key)
+        if found is None:
             return None
-        return probed
+        self._namespaces[1][key] = found
+        built, file_keys, set_keys = found
+        _carry(self._files, file_keys)
+        _carry(self._sets, set_keys)
+        return built
+
+    def record(self) -> tuple[set[str], set[str]]:
+        """Record the renders used from now on (until the next call) into the returned sets."""
+        self._used = (set(), set())
+        return self._used
+
+    def remember_namespace(self, key: str, built: Any, used: tuple[set[str], set[str]]) -> None:
+        """Keep a namespace's build, and the renders it used (``record``), for the next cycle
+        with the same inputs."""
+        self._namespaces[1][key] = (built, *used)
 
     def end_cycle(self) -> None:
         """Keep only the renders this cycle used."""
-        self._previous, self._current = self._current, {}
+        self._namespaces = (self._namespaces[1], {})
+        self._files = (self._files[1], {})
+        self._sets = (self._sets[1], {})
+        self._plans.clear()
+        self._shadow.clear()
+
+    def _plan(self, templates: TemplateSet, name: str) -> _Plan:
+        key = (templates.digest(), name)
+        if key not in self._plans:
+            source = templates.sources[name]
+            names = referenced_names(source, templates.sources)
+            if names is None:
+                self._plans[key] = _Plan(source, None, PER_NODE_FIELDS)
+            else:
+                per_node = tuple(f for f in PER_NODE_FIELDS if f in names)
+                shared = tuple(sorted(names - set(PER_NODE_FIELDS)))
+                self._plans[key] = _Plan(source, shared, per_node)
+        return self._plans[key]
+
+    def _inputs(self, plan: _Plan, node: NodeContext, skip: frozenset[str] = frozenset()) -> str:
+        """A digest of what ``plan`` reads from ``node``'s context (``skip``: shadowed names)."""
+        fields = node.digests.fields
+        shared = sorted(fields) if plan.shared is None else plan.shared
+        own = node.per_node
+        used: list[tuple[str, Any]] = [
+            (f, fields[f]) for f in shared if f in fields and f not in skip
+        ]
+        used += [(f, own.get(f)) for f in plan.per_node if f not in skip]
+        return sha256_hex(json.dumps([plan.source_digest, used]).encode())
+
+    def _lookup(self, key: str) -> tuple[bool, bytes | None]:
+        self._used[0].add(key)
+        for generation in (self._files[1], self._files[0]):
+            if key in generation:
+                self._files[1][key] = generation[key]
+                return True, generation[key]
+        return False, None
+
+    def _set_lookup(self, key: str) -> FileSet | None:
+        self._used[1].add(key)
+        found = self._sets[1].get(key) or self._sets[0].get(key)
+        if found is not None:
+            self._sets[1][key] = found
+        return found
+
+    def _shadowed(self, clusters: list[dict[str, Any]]) -> frozenset[str]:
+        """The names every cluster entry defines (they hide the node's fields of that name)."""
+        memo = self._shadow.get(id(clusters))
+        if memo is None or memo[0] is not clusters:
+            memo = (clusters, frozenset.intersection(*(frozenset(c) for c in clusters)))
+            self._shadow[id(clusters)] = memo
+        return memo[1]
+
+    def _main_set(self, templates: TemplateSet, node: NodeContext) -> FileSet:
+        names = sorted(n for n in templates.sources if n != PER_CLUSTER_TEMPLATE)
+        inputs = [(n, self._inputs(self._plan(templates, n), node)) for n in names]
+        set_key = sha256_hex(json.dumps(["main", inputs]).encode())
+        found = self._set_lookup(set_key)
+        if found is not None:
+            return found
+        files = {}
+        for name, key in inputs:
+            hit, data = self._lookup(key)
+            if not hit:
+                self.renders += 1
+                source = templates.sources[name]
+                data = _render_one(templates, name, source, node.context, node.node_id).encode()
+                self._files[1][key] = data
+            assert data is not None
+            files[name] = data
+        self._sets[1][set_key] = FileSet.of(files)
+        return self._sets[1][set_key]
+
+    def _cluster_set(self, templates: TemplateSet, node: NodeContext) -> FileSet:
+        plan = self._plan(templates, PER_CLUSTER_TEMPLATE)
+        clusters: list[dict[str, Any]] = node.shared["clusters"]
+        base = self._inputs(plan, node, self._shadowed(clusters))
+        set_key = sha256_hex(f"clusters:{base}:{node.digests.fields['clusters']}".encode())
+        found = self._set_lookup(set_key)
+        if found is not None:
+            return found
+        files = {}
+        context = None
+        for cluster, digest in zip(clusters, node.digests.clusters, strict=True):
+            key = sha256_hex(f"{base}:{digest}".encode())
+            hit, data = self._lookup(key)
+            if not hit:
+                self.renders += 1
+                context = context or node.context
+                data = _render_cluster(templates, plan.source, context, cluster, node.node_id)
+                self._files[1][key] = data
+            if data is not None:
+                files[str(cluster["eds_file"])] = data
+        self._sets[1][set_key] = FileSet.of(files)
+        return self._sets[1][set_key]

@@ -6,16 +6,24 @@ cluster that reads its endpoints from a file of the bundle (file-based EDS) must
 ClusterLoadAssignment named like it there; the validator inlines it into a STATIC copy of the
 cluster, so Envoy checks the endpoints too. Results
 are cached by the digest of the files, so identical nodes (most sidecars of a namespace) are
-validated once. Without an envoy binary only the parse-level checks run (said once in the log).
+validated once; parsed files are cached by their digest, so a cycle parses only the files that
+changed. ``submit`` parses at once and runs Envoy in a worker thread, so Envoy checks of distinct
+nodes run in parallel with each other and with the rest of the cycle. Without an envoy binary
+only the parse-level checks run (said once in the log).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
+import time
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from threading import Lock
 from typing import Any
 
 import yaml
@@ -37,6 +45,8 @@ SAMPLE_TASK_VALUES = task_values(
 ASSIGNMENT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 BUNDLE_DIR = f"{SAMPLE_TASK_VALUES[CONFIG_DIR]}/current/"
 ENVOY_TIMEOUT = 60
+PARSED_CACHE_BYTES = 16 << 20  # source bytes whose parsed form is kept between cycles
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,39 @@ class Verdict:
     checked_by_envoy: bool = False
 
 
-def parse_files(files: dict[str, bytes]) -> tuple[dict[str, Any], list[str]]:
+def parse_document(name: str, data: bytes) -> Any:
+    """One YAML or JSON file as data; ValueError (or yaml.YAMLError) when it does not parse."""
+    text = data.decode()
+    return json.loads(text) if name.endswith(".json") else yaml.load(text, Loader=_LOADER)
+
+
+class ParsedCache:
+    """Parsed documents by the digest of their (filled) bytes, least recently used dropped
+    first once the bytes they came from pass ``limit``. Callers must not modify a document."""
+
+    def __init__(self, limit: int = PARSED_CACHE_BYTES) -> None:
+        self.limit = limit
+        self._docs: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        self._bytes = 0
+        self.parses = 0
+
+    def parse(self, name: str, data: bytes) -> Any:
+        key = sha256_hex(data) + (":json" if name.endswith(".json") else ":yaml")
+        if key in self._docs:
+            self._docs.move_to_end(key)
+            return self._docs[key][1]
+        self.parses += 1
+        doc = parse_document(name, data)
+        self._docs[key] = (len(data), doc)
+        self._bytes += len(data)
+        while self._bytes > self.limit and len(self._docs) > 1:
+            self._bytes -= self._docs.popitem(last=False)[1][0]
+        return doc
+
+
+def parse_files(
+    files: dict[str, bytes], cache: ParsedCache | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """Parse every YAML/JSON file; return the parsed xDS documents and the errors."""
     parsed: dict[str, Any] = {}
     errors = []
@@ -56,8 +98,7 @@ def parse_files(files: dict[str, bytes]) -> tuple[dict[str, Any], list[str]]:
         if not name.endswith((".yaml", ".yml", ".json")):
             continue
         try:
-            text = data.decode()
-            parsed[name] = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+            parsed[name] = parse_document(name, data) if cache is None else cache.parse(name, data)
         except (UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
             errors.append(f"{name} does not parse: {' '.join(str(err).split())}")
     for name, (_, type_url) in RESOURCE_TYPES.items():
@@ -149,43 +190,82 @@ def compose_bootstrap(parsed: dict[str, Any]) -> dict[str, Any]:
     return {"node": {"id": "nightjar-validate", "cluster": "nightjar"}, "static_resources": static}
 
 
-class EnvoyValidator:
-    """Validates node files, caching verdicts by content digest."""
+def _done(verdict: Verdict) -> Future[Verdict]:
+    future: Future[Verdict] = Future()
+    future.set_result(verdict)
+    return future
 
-    def __init__(self, envoy: Path | None) -> None:
+
+class EnvoyValidator:
+    """Validates node files, caching verdicts by content digest and parses by file digest."""
+
+    def __init__(self, envoy: Path | None, workers: int | None = None) -> None:
         self.envoy = envoy
-        self._verdicts: dict[str, Verdict] = {}
+        self.workers = workers or min(4, os.cpu_count() or 1)
+        self._verdicts: dict[str, Future[Verdict]] = {}
+        self._parsed = ParsedCache()
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = Lock()
         self._said_missing = False
         self.checks = 0  # validations made (cache misses)
         self.envoy_runs = 0
+        self.envoy_seconds = 0.0  # wall time of Envoy runs, summed over runs
+
+    @property
+    def parses(self) -> int:
+        """Files parsed (cache misses), for tests and the bench."""
+        return self._parsed.parses
 
     def validate(self, files: dict[str, bytes]) -> Verdict:
-        key = sha256_hex(
-            json.dumps({n: sha256_hex(d) for n, d in files.items()}, sort_keys=True).encode()
-        )
+        """The verdict on ``files`` (waits for Envoy)."""
+        return self.submit(files).result()
+
+    def submit(self, files: dict[str, bytes], key: str | None = None) -> Future[Verdict]:
+        """Start validating ``files``: parse checks now, Envoy in a worker thread.
+
+        ``key`` identifies the content when the caller knows it (equal keys, equal files)."""
+        if key is None:
+            key = sha256_hex(
+                json.dumps({n: sha256_hex(d) for n, d in files.items()}, sort_keys=True).encode()
+            )
         if key not in self._verdicts:
             self.checks += 1
-            self._verdicts[key] = self._validate(files)
+            self._verdicts[key] = self._start(files)
         return self._verdicts[key]
 
-    def _validate(self, files: dict[str, bytes]) -> Verdict:
-        parsed, errors = parse_files(fill_sample_values(files))
+    def _start(self, files: dict[str, bytes]) -> Future[Verdict]:
+        parsed, errors = parse_files(fill_sample_values(files), self._parsed)
         if errors:
-            return Verdict(False, tuple(errors))
+            return _done(Verdict(False, tuple(errors)))
         if self.envoy is None:
             if not self._said_missing:
                 log.warning("validate.envoy_missing", detail="no envoy binary; parse checks only")
                 self._said_missing = True
-            return Verdict(True)
-        problem = self._run_envoy(compose_bootstrap(parsed))
+            return _done(Verdict(True))
+        bootstrap = json.dumps(compose_bootstrap(parsed))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="envoy-validate")
+        return self._pool.submit(self._envoy_verdict, bootstrap)
+
+    def _envoy_verdict(self, bootstrap: str) -> Verdict:
+        problem = self._run_envoy(bootstrap)
         return Verdict(problem is None, (problem,) if problem else (), checked_by_envoy=True)
 
-    def _run_envoy(self, bootstrap: dict[str, Any]) -> str | None:
+    def _run_envoy(self, bootstrap: str) -> str | None:
         assert self.envoy is not None
-        self.envoy_runs += 1
+        started = time.monotonic()
+        try:
+            return self._envoy_problem(bootstrap)
+        finally:
+            with self._lock:
+                self.envoy_runs += 1
+                self.envoy_seconds += time.monotonic() - started
+
+    def _envoy_problem(self, bootstrap: str) -> str | None:
+        assert self.envoy is not None
         with tempfile.TemporaryDirectory(prefix="nightjar-validate-") as tmp:
             path = Path(tmp) / "bootstrap.json"
-            path.write_text(json.dumps(bootstrap))
+            path.write_text(bootstrap)
             cmd = [str(self.envoy), "--mode", "validate", "-c", str(path), "--log-level", "error"]
             try:
                 done = subprocess.run(cmd, capture_output=True, text=True, timeout=ENVOY_TIMEOUT)

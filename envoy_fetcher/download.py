@@ -31,7 +31,7 @@ class Download:
 
 def node_files(index: VersionIndex, node: str, max_bytes: int) -> NodeFiles:
     """The node's file entries in ``index``; BundleRejectedError when it cannot be applied."""
-    files = index.nodes.get(node)
+    files = index.files_of(node)
     if files is None:
         raise BundleRejectedError(
             f"node {node!r} is not in version {index.version}; check NJ_NODE", version=index.version

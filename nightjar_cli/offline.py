@@ -6,10 +6,13 @@ Both import the configurator (chevron, PyYAML) only when they run, through
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import click
 
@@ -43,7 +46,7 @@ def _preview(command: str) -> ModuleType:
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    help="directory to write <node id>/<file> into",
+    help="directory to write <node id>/<file> (and <node id>/endpoints/) into",
 )
 @click.option(
     "--templates-dir",
@@ -61,27 +64,68 @@ def render(obj: OperatorContext, mesh_file: Path, out: Path, templates_dir: Path
     """
     render_mesh_file = _preview("render").render_mesh_file
     rendered = render_mesh_file(mesh_file, templates_dir, find_envoy(obj.settings().envoy_bin))
-    for node, files in rendered.nodes.items():
-        for name, data in files.items():
-            target = out / node / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-    click.echo(f"rendered {len(rendered.nodes)} node(s) into {out}")
+    write_rendered(rendered, out)
+    click.echo(f"rendered {len(rendered.node_ids)} node(s) into {out}")
     for problem in rendered.problems:
         click.echo(f"problem: {problem.where}: {problem.item}: {problem.reason}", err=True)
 
 
+ENDPOINTS_DIR = "endpoints"  # in a node's directory: a link to its endpoint files
+SHARED_DIR = "_sets"  # under --out: each file set several nodes share, once
+
+
+def write_rendered(rendered: Any, out: Path) -> None:
+    """Write ``<out>/<node id>/<file>`` for each node's own files (one copy on disk, hard-linked
+    where nodes agree) and ``<out>/<node id>/endpoints/``, a link to its endpoint files written
+    once under ``<out>/_sets/<set id>/``."""
+    written: dict[bytes, Path] = {}
+    for node in rendered.node_ids:
+        node_dir = out / node
+        node_dir.mkdir(parents=True, exist_ok=True)
+        (own_id, own), *others = rendered.sets_of(node)
+        for name, data in own.items():
+            _write_once(node_dir / name, data, written)
+        for n, (set_id, files) in enumerate(others):
+            shared = out / SHARED_DIR / set_id
+            if not shared.is_dir():
+                shared.mkdir(parents=True)
+                for name, data in files.items():
+                    (shared / name).write_bytes(data)
+            link = node_dir / (ENDPOINTS_DIR if n == 0 else f"{ENDPOINTS_DIR}-{n + 1}")
+            link.unlink(missing_ok=True)
+            link.symlink_to(os.path.relpath(shared, node_dir), target_is_directory=True)
+
+
+def _write_once(target: Path, data: bytes, written: dict[bytes, Path]) -> None:
+    """Write ``data`` at ``target``, as a hard link to an identical file already written."""
+    target.unlink(missing_ok=True)
+    key = hashlib.sha256(data).digest()
+    if key in written:
+        try:
+            os.link(written[key], target)
+            return
+        except OSError:
+            pass  # a file system without hard links: a copy
+    target.write_bytes(data)
+    written[key] = target
+
+
 def read_rendered(directory: Path) -> dict[str, dict[str, bytes]]:
-    """Every rendered node under ``directory`` (a directory holding lds.yaml) and its files."""
-    node_dirs = sorted({p.parent for p in directory.rglob(LDS_FILE)})
+    """Every rendered node under ``directory`` (a directory holding lds.yaml) and its files,
+    its ``endpoints`` directories' included."""
+    found = sorted({p.parent for p in directory.rglob(LDS_FILE)})
+    node_dirs = [d for d in found if SHARED_DIR not in d.relative_to(directory).parts]
     if not node_dirs:
         raise OperatorError(f"no rendered nodes ({LDS_FILE}) under {directory}")
-    return {
-        str(node_dir.relative_to(directory)): {
-            p.name: p.read_bytes() for p in node_dir.iterdir() if p.is_file()
-        }
-        for node_dir in node_dirs
-    }
+    return {str(d.relative_to(directory)): _node_files(d) for d in node_dirs}
+
+
+def _node_files(node_dir: Path) -> dict[str, bytes]:
+    files = {p.name: p.read_bytes() for p in node_dir.iterdir() if p.is_file()}
+    for sub in sorted(node_dir.glob(f"{ENDPOINTS_DIR}*")):
+        if sub.is_dir():
+            files.update((p.name, p.read_bytes()) for p in sub.iterdir() if p.is_file())
+    return files
 
 
 @click.command()

@@ -84,20 +84,27 @@ def versions(store: BundleStore) -> list[VersionRow]:
 
 def nodes(index: VersionIndex) -> list[NodeRow]:
     """Every node of a version with its kind, file count and total size."""
-    return [
-        NodeRow(
-            node=node,
-            kind=node_kind(node),
-            files=len(files),
-            bytes=sum(entry.size for entry in files.values()),
+    sizes = {
+        s: (len(files), sum(e.size for e in files.values())) for s, files in index.file_sets.items()
+    }
+    rows = []
+    for node, entry in sorted(index.nodes.items()):
+        own = (len(entry.files), sum(e.size for e in entry.files.values()))
+        counts = [own, *(sizes[s] for s in entry.sets)]
+        rows.append(
+            NodeRow(
+                node=node,
+                kind=node_kind(node),
+                files=sum(c[0] for c in counts),
+                bytes=sum(c[1] for c in counts),
+            )
         )
-        for node, files in sorted(index.nodes.items())
-    ]
+    return rows
 
 
 def node_files(store: BundleStore, index: VersionIndex, node: str) -> dict[str, bytes]:
     """Every file of ``node`` as published (verified)."""
-    files = index.nodes.get(node)
+    files = index.files_of(node)
     if files is None:
         raise OperatorError(
             f"unknown node {node!r} in version {index.version}; 'nightjar nodes' lists them"
@@ -117,7 +124,7 @@ def diff(
     changes: list[FileChange] = []
     lines: list[str] = []
     for name in names:
-        a, b = old.nodes.get(name, {}), new.nodes.get(name, {})
+        a, b = old.files_of(name) or {}, new.files_of(name) or {}
         for file in sorted(a.keys() | b.keys()):
             if a.get(file) == b.get(file):
                 continue

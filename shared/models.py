@@ -1,4 +1,4 @@
-"""The wire format between configurator, fetchers and operators (schema version 1).
+"""The wire format between configurator, fetchers and operators (index schema 2, manifest 1).
 
 Everything a reader takes from the store is validated here first: node ids, file names, version
 ids and digests must match their documented forms, so a hostile or corrupt index can never name a
@@ -7,17 +7,20 @@ path outside a release directory. See docs/bundle-format.md.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared import __version__
-from shared.digest import SHA256_RE
+from shared.digest import SHA256_RE, sha256_hex
 
-SCHEMA_VERSION: Literal[1] = 1
+SCHEMA_VERSION: Literal[1] = 1  # of the manifest
+INDEX_SCHEMA_VERSION: Literal[2] = 2  # of a version index; readers also accept 1
 
 # Every pattern ends in \Z, not $: "$" also matches before a final newline, so "tuna\n" would
 # pass re.match(...$) and break the node id, the release path or the fetcher's digest file.
@@ -27,6 +30,7 @@ SIDECAR_NODE_RE = re.compile(rf"^({_NAME})/({_NAME})/({_NAME})\Z")
 GATEWAY_NODE_RE = re.compile(rf"^({_NAME})/gateway\Z")
 FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}\Z")
 VERSION_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}\Z")
+SET_ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
 GATEWAY = "gateway"
 NAME_RULE = "[A-Za-z0-9._-], starting with a letter or digit, at most 255 characters"
 
@@ -74,6 +78,7 @@ VersionId = Annotated[
     str, _check(VERSION_ID_RE, "version id", "expected YYYYMMDDTHHMMSSffffffZ-<8 hex>")
 ]
 Sha256 = Annotated[str, _check(SHA256_RE, "sha256", "expected 64 lowercase hex digits")]
+SetId = Annotated[str, _check(SET_ID_RE, "file set id", "expected 32 lowercase hex digits")]
 UtcDatetime = Annotated[datetime, AfterValidator(_check_utc)]
 
 
@@ -110,19 +115,113 @@ class DiscoverySummary(_Wire):
 NodeFiles = dict[FileName, FileEntry]
 
 
-class VersionIndex(_Wire):
-    """Immutable index of one version: for every node, file name -> sha256 and size."""
+def file_set_id(files: NodeFiles) -> str:
+    """The id of a file set: a digest of its names, digests and sizes (equal sets, equal ids)."""
+    listing = sorted((name, e.sha256, e.size) for name, e in files.items())
+    return sha256_hex(json.dumps(listing).encode())[:32]
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+
+class NodeEntry(_Wire):
+    """One node of a version: the file sets it carries (by id) and files of its own.
+
+    Unknown fields are refused, not ignored: a schema 1 node (file name -> entry) must never
+    read as a node without files."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+
+    sets: tuple[SetId, ...] = ()
+    files: NodeFiles = Field(default_factory=dict)
+
+
+class VersionIndex(_Wire):
+    """Immutable index of one version: for every node, its files (name -> sha256 and size).
+
+    Files many nodes carry alike (a namespace's endpoint files, the sidecars' shared listeners
+    and clusters) are listed once in ``file_sets`` and named by id from each node, so the index
+    grows with nodes + distinct files, not nodes x files. Schema 1 indexes (every node listing
+    its files) are read (``parse_index``) as nodes with files of their own only.
+    """
+
+    schema_version: Literal[2] = INDEX_SCHEMA_VERSION
+    version: VersionId
+    created: UtcDatetime
+    parent: VersionId | None = None
+    file_sets: dict[SetId, NodeFiles] = Field(default_factory=dict)
+    nodes: dict[NodeId, NodeEntry]
+    summary: DiscoverySummary = Field(default_factory=DiscoverySummary)
+
+    @model_validator(mode="after")
+    def _sets_resolve(self) -> VersionIndex:
+        checked: set[tuple[str, ...]] = set()
+        for node, entry in self.nodes.items():
+            if entry.sets in checked and not entry.files:
+                continue
+            names = list(entry.files)
+            for set_id in entry.sets:
+                if set_id not in self.file_sets:
+                    raise ValueError(f"node {node!r} names file set {set_id} the index lacks")
+                names.extend(self.file_sets[set_id])
+            if len(names) != len(set(names)):
+                raise ValueError(f"node {node!r} carries a file name twice across its sets")
+            checked.add(entry.sets)
+        return self
+
+    def files_of(self, node: str) -> NodeFiles | None:
+        """Every file of ``node`` (its sets' and its own), or None when the node is absent."""
+        entry = self.nodes.get(node)
+        return None if entry is None else self.resolve(entry)
+
+    def resolve(self, entry: NodeEntry) -> NodeFiles:
+        """The files an entry of this index stands for."""
+        files: NodeFiles = {}
+        for set_id in entry.sets:
+            files.update(self.file_sets[set_id])
+        files.update(entry.files)
+        return files
+
+    def digests(self) -> set[str]:
+        """Every object sha256 this version references."""
+        found = {e.sha256 for files in self.file_sets.values() for e in files.values()}
+        found.update(e.sha256 for n in self.nodes.values() for e in n.files.values())
+        return found
+
+    def sizes(self) -> dict[str, int]:
+        """Every referenced object's sha256 -> its size."""
+        found = {e.sha256: e.size for files in self.file_sets.values() for e in files.values()}
+        found.update((e.sha256, e.size) for n in self.nodes.values() for e in n.files.values())
+        return found
+
+
+class _VersionIndexV1(_Wire):
+    """A schema 1 index (every node lists all its files), as older configurators wrote it."""
+
+    schema_version: Literal[1]
     version: VersionId
     created: UtcDatetime
     parent: VersionId | None = None
     nodes: dict[NodeId, NodeFiles]
     summary: DiscoverySummary = Field(default_factory=DiscoverySummary)
 
-    def digests(self) -> set[str]:
-        """Every object sha256 this version references."""
-        return {entry.sha256 for files in self.nodes.values() for entry in files.values()}
+
+def parse_index(data: bytes) -> VersionIndex:
+    """A version index from its stored bytes (schema 2, or 1 read as schema 2); pydantic's
+    ValidationError when it is not one."""
+    try:
+        return VersionIndex.model_validate_json(data)
+    except ValidationError as err:
+        if not any(e["loc"] == ("schema_version",) for e in err.errors()):
+            raise
+        try:
+            old = _VersionIndexV1.model_validate_json(data)
+        except ValidationError:
+            raise err from None
+    return VersionIndex(
+        version=old.version,
+        created=old.created,
+        parent=old.parent,
+        nodes={n: NodeEntry(files=files) for n, files in old.nodes.items()},
+        summary=old.summary,
+    )
 
 
 class Generator(_Wire):
@@ -160,8 +259,11 @@ class Manifest(_Wire):
         return self
 
 
-def changed_nodes(old: dict[str, NodeFiles], new: dict[str, NodeFiles]) -> list[str]:
-    """Node ids added, removed or with different files from ``old`` to ``new``."""
+def changed_nodes(old: Mapping[str, NodeEntry], new: Mapping[str, NodeEntry]) -> list[str]:
+    """Node ids added, removed or with different files from ``old`` to ``new``.
+
+    Entries are compared as stored: set ids are content digests, so equal entries carry equal
+    files (an index read from schema 1 differs from every schema 2 entry, once)."""
     return sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
 
 

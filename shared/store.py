@@ -26,7 +26,14 @@ from shared.errors import (
     StoreError,
     VersionExistsError,
 )
-from shared.models import VERSION_ID_RE, Manifest, VersionIndex, index_key_for, version_created
+from shared.models import (
+    VERSION_ID_RE,
+    Manifest,
+    VersionIndex,
+    index_key_for,
+    parse_index,
+    version_created,
+)
 from shared.signing import VersionSignature
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -117,11 +124,15 @@ def _parse(model: type[_M], data: bytes, key: str) -> _M:
     try:
         return model.model_validate_json(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "document"
-        raise InvalidBundleError(
-            f"{key} is not a valid {model.__name__}: {where}: {first['msg']}", key=key
-        ) from err
+        raise _invalid(model, err, key) from err
+
+
+def _invalid(model: type[BaseModel], err: ValidationError, key: str) -> InvalidBundleError:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "document"
+    return InvalidBundleError(
+        f"{key} is not a valid {model.__name__}: {where}: {first['msg']}", key=key
+    )
 
 
 def _index_key(version: str) -> str:
@@ -132,7 +143,10 @@ def _index_key(version: str) -> str:
 
 def _index_from(version: str, key: str, data: bytes) -> VersionIndex:
     """Parse an index and check it names the version its key says."""
-    index = _parse(VersionIndex, data, key)
+    try:
+        index = parse_index(data)
+    except ValidationError as err:
+        raise _invalid(VersionIndex, err, key) from err
     if index.version != version:
         raise InvalidBundleError(f"{key} names version {index.version}", key=key)
     return index
@@ -207,8 +221,7 @@ class KeyedBundleStore(ABC):
             for item in self._list(OBJECTS_DIR)
             if item.size is not None
         }
-        expected = {e.sha256: e.size for files in index.nodes.values() for e in files.values()}
-        return sorted(d for d, size in expected.items() if sizes.get(d) != size)
+        return sorted(d for d, size in index.sizes().items() if sizes.get(d) != size)
 
     def get_object(self, sha256: str) -> bytes:
         """The bytes stored under ``sha256``, verified; DigestMismatchError otherwise."""

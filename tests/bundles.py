@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from shared.digest import sha256_hex
-from shared.models import FileEntry, Generator, Manifest, VersionIndex, new_version_id
+from shared.models import (
+    FileEntry,
+    Generator,
+    Manifest,
+    NodeEntry,
+    NodeFiles,
+    VersionIndex,
+    new_version_id,
+)
 from shared.store import BundleStore, IndexRef, KeyedBundleStore
 
 T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
@@ -19,7 +27,9 @@ def make_index(
 ) -> VersionIndex:
     """An index for ``{node: {file name: bytes}}`` (the bytes are not stored)."""
     nodes = {
-        node: {name: FileEntry(sha256=sha256_hex(data), size=len(data)) for name, data in f.items()}
+        node: NodeEntry(
+            files={n: FileEntry(sha256=sha256_hex(d), size=len(d)) for n, d in f.items()}
+        )
         for node, f in files.items()
     }
     return VersionIndex(
@@ -73,3 +83,8 @@ def assert_current_intact(store: KeyedBundleStore) -> str | None:
         store.get_object(digest)  # verifies the object's sha256
     assert store.missing_objects(index) == []
     return m.version
+
+
+def files_by_node(index: VersionIndex) -> dict[str, NodeFiles]:
+    """Every node of ``index`` with all its files (its sets' and its own)."""
+    return {node: index.resolve(entry) for node, entry in index.nodes.items()}

@@ -83,8 +83,11 @@ def no_retry_backoff(monkeypatch: Any) -> None:
 def with_unchecked_file(index: Any, node: str, name: str) -> Any:
     """``index`` with one more file for ``node``, named ``name`` without validation: what a
     reader that skipped the model's checks would hand the fetcher's staging step."""
-    files = {**index.nodes[node], name: next(iter(index.nodes[node].values()))}
-    fields = {**dict(index), "nodes": {**index.nodes, node: files}}
+    entry = index.nodes[node]
+    extra = next(iter(index.files_of(node).values()))
+    files = {**entry.files, name: extra}
+    changed = type(entry).model_construct(sets=entry.sets, files=files)
+    fields = {**dict(index), "nodes": {**index.nodes, node: changed}}
     return type(index).model_construct(**fields)
 
 
@@ -210,10 +213,10 @@ class ExplodingValidator:
         self.inner = inner
         self.marker = marker
 
-    def validate(self, files: dict[str, bytes]) -> Any:
+    def submit(self, files: dict[str, bytes], key: str | None = None) -> Any:
         if any(self.marker in data for data in files.values()):
             raise RuntimeError("validator crashed")
-        return self.inner.validate(files)
+        return self.inner.submit(files, key)
 
 
 def die_at_s3_write(kill_at: int, after: bool) -> None:

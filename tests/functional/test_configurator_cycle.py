@@ -22,6 +22,7 @@ from configurator.validate import EnvoyValidator
 from shared.aws import CONFIGURATOR
 from shared.models import VersionIndex
 from shared.s3_store import S3BundleStore
+from tests.bundles import files_by_node
 from tests.cloudmap import (
     FISH,
     CloudMapService,
@@ -68,7 +69,7 @@ def published(configurator: Configurator) -> tuple[VersionIndex, dict[str, dict[
             name: yaml.safe_load(configurator.store.get_object(e.sha256))
             for name, e in files.items()
         }
-        for node, files in index.nodes.items()
+        for node, files in files_by_node(index).items()
     }
     return index, parsed
 

@@ -18,6 +18,7 @@ from configurator.render import TemplateLibrary
 from configurator.validate import EnvoyValidator
 from shared.memory_store import MemoryBundleStore
 from shared.models import Manifest
+from tests.bundles import files_by_node
 from tests.faults import LosingManifestRaces
 
 
@@ -123,13 +124,17 @@ def many_sidecars(count: int) -> StaticDiscovery:
 
 
 def test_sidecars_share_one_render_unless_templates_use_node_fields(tmp_path: Path) -> None:
-    """Default templates: one render for all sidecars; a node_id template: correct per node."""
+    """Default templates: one render per file for all sidecars (the gateway shares the cluster
+    and endpoint files); a node_id template: correct per node, the other files reused."""
     store = MemoryBundleStore()
     cfg = configurator(store, tmp_path, discovery=many_sidecars(30))
     report = cfg.run_cycle()
-    assert report.outcome == "published" and cfg.renders.renders == 2  # gateway + shared sidecar
+    assert report.outcome == "published"
+    assert cfg.renders.renders == 2 + 1 + 30  # two lds (gateway, sidecars), one cds, 30 eds
     index = store.get_index(report.version or "")
-    sidecar_lds = {f["lds.yaml"].sha256 for n, f in index.nodes.items() if n != "fish/gateway"}
+    sidecar_lds = {
+        f["lds.yaml"].sha256 for n, f in files_by_node(index).items() if n != "fish/gateway"
+    }
     assert len(sidecar_lds) == 1
 
     (tmp_path / "fish").mkdir()
@@ -137,10 +142,10 @@ def test_sidecars_share_one_render_unless_templates_use_node_fields(tmp_path: Pa
     renders = cfg.renders.renders
     report = cfg.run_cycle()
     assert report.outcome == "published"
-    assert cfg.renders.renders - renders == 2 + 1 + 30  # probes, then each node
+    assert cfg.renders.renders - renders == 31  # who.json for each node, nothing else
     index = store.get_index(report.version or "")
     for n in (0, 29):
-        entry = index.nodes[f"fish/svc{n}/blue"]["who.json"]
+        entry = index.files_of(f"fish/svc{n}/blue")["who.json"]
         assert (
             store.get_object(entry.sha256)
             == f'{{"node": "fish/svc{n}/blue", "svc": "svc{n}"}}'.encode()
@@ -157,10 +162,11 @@ def test_preview_renders_exactly_what_a_cycle_publishes(tmp_path: Path) -> None:
     index = store.get_index(report.version or "")
     published = {
         node: {name: store.get_object(e.sha256) for name, e in files.items()}
-        for node, files in index.nodes.items()
+        for node, files in files_by_node(index).items()
     }
     preview = render_mesh(raw, TemplateLibrary.from_dir(tmp_path), EnvoyValidator(None))
-    assert preview.nodes == published and set(published) == {"fish/gateway", "fish/tuna/blue"}
+    previewed = {node: preview.files_of(node) for node in preview.node_ids}
+    assert previewed == published and set(published) == {"fish/gateway", "fish/tuna/blue"}
     assert preview.problems == report.problems and len(report.problems) == 1
 
 

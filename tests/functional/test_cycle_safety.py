@@ -23,7 +23,7 @@ from shared.errors import ManifestConflictError
 from shared.memory_store import MemoryBundleStore
 from shared.models import MAX_OBJECT_BYTES, Manifest, NodeFiles
 from shared.store import OBJECTS_DIR, index_key_for
-from tests.bundles import T0, assert_current_intact
+from tests.bundles import T0, assert_current_intact, files_by_node
 from tests.faults import ExplodingValidator, PausingBeforeIndex
 
 
@@ -70,7 +70,7 @@ def configurator(
 
 
 def nodes_of(store: MemoryBundleStore, version: str | None) -> dict[str, NodeFiles]:
-    return dict(store.get_index(version or "").nodes)
+    return files_by_node(store.get_index(version or ""))
 
 
 # -- 12.1: one namespace or node never fails the cycle ---------------------------------------

@@ -145,7 +145,7 @@ def test_bad_versions_are_not_applied_and_current_stays(
     bad = publish(s3_store, 2, files)
     index = s3_store.get_index(bad)
     if fault == "object":
-        digest = index.nodes[NODE]["lds.yaml"].sha256
+        digest = index.files_of(NODE)["lds.yaml"].sha256
         tamper(s3_store.client, BUCKET, f"mesh/prod/objects/{digest}", b"evil")
     if fault == "index":
         tamper(
@@ -155,7 +155,7 @@ def test_bad_versions_are_not_applied_and_current_stays(
             index.model_dump_json().replace("green", "evil").encode(),
         )
     if fault == "missing":
-        digest = index.nodes[NODE]["cds.yaml"].sha256
+        digest = index.files_of(NODE)["cds.yaml"].sha256
         s3_store.client.delete_object(Bucket=BUCKET, Key=f"mesh/prod/objects/{digest}")
     if fault == "hostile":  # a consistent manifest + index naming a path outside the release
         hostile = index.model_dump_json().replace('"lds.yaml"', '"../../lds.yaml"').encode()

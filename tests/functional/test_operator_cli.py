@@ -125,7 +125,7 @@ def test_nodes_and_show(published: Published) -> None:
     shown = nj("show", f"{FISH}/gateway", "--file", "lds.yaml").stdout
     store = published.configurator.store
     index = store.get_index(published.versions[-1])
-    assert shown.encode() == store.get_object(index.nodes[f"{FISH}/gateway"]["lds.yaml"].sha256)
+    assert shown.encode() == store.get_object(index.files_of(f"{FISH}/gateway")["lds.yaml"].sha256)
     both = nj("show", f"{FISH}/gateway").stdout
     assert f"--- {FISH}/gateway/cds.yaml" in both and f"--- {FISH}/gateway/lds.yaml" in both
 

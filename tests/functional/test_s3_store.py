@@ -81,7 +81,7 @@ def test_tampered_index_is_refused(s3_store: S3BundleStore) -> None:
         s3_store.client.get_object(Bucket=BUCKET, Key=f"mesh/prod/{ref.key}")["Body"].read()
     )
     body["parent"] = None
-    body["nodes"][NODE]["lds.yaml"]["size"] = 999
+    body["nodes"][NODE]["files"]["lds.yaml"]["size"] = 999
     tamper(s3_store.client, BUCKET, f"mesh/prod/{ref.key}", json.dumps(body).encode())
     with pytest.raises(DigestMismatchError):
         s3_store.get_index(index.version, ref.sha256)
@@ -105,7 +105,7 @@ def test_hostile_names_in_an_index_are_refused(
     """An index naming a path outside a release directory, or a bad node id, never parses."""
     index, ref = store_version(s3_store, {NODE: {"lds.yaml": b"a"}})
     body = json.loads(index.model_dump_json())
-    body["nodes"] = {node: {file_name: {"sha256": sha256_hex(b"a"), "size": 1}}}
+    body["nodes"] = {node: {"files": {file_name: {"sha256": sha256_hex(b"a"), "size": 1}}}}
     data = json.dumps(body).encode()
     s3_store.client.put_object(Bucket=BUCKET, Key=f"mesh/prod/{ref.key}", Body=data)
     with pytest.raises(InvalidBundleError, match="not allowed"):
@@ -190,7 +190,7 @@ def test_gc_keeps_newest_and_current_and_deletes_in_batches(s3_store: S3BundleSt
     batch_sizes = [len(p["Delete"]["Objects"]) for op, p in counter.params if op == "DeleteObjects"]
     assert max(batch_sizes) <= DELETE_BATCH and sum(batch_sizes) == 1102 + 2
     for index, _ in (versions[0], versions[3], versions[4]):
-        for entry in index.nodes[NODE].values():
+        for entry in index.files_of(NODE).values():
             assert s3_store.get_object(entry.sha256)
     with pytest.raises(ObjectMissingError):
         s3_store.get_object(orphans[0])

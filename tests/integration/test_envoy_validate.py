@@ -23,6 +23,7 @@ from configurator.validate import EnvoyValidator
 from nightjar_cli.cli import main
 from shared.envoy_bin import find_envoy
 from shared.memory_store import MemoryBundleStore
+from tests.bundles import files_by_node
 from tests.cloudmap import FISH, register_fish_mesh
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +74,7 @@ def test_every_rendered_node_passes_envoy_validate(envoy: Path, fish_store: Conf
     assert read is not None
     index = store.get_index(read.manifest.version)
     fresh = EnvoyValidator(envoy)
-    for node, files in index.nodes.items():
+    for node, files in files_by_node(index).items():
         data = {name: store.get_object(e.sha256) for name, e in files.items()}
         verdict = fresh.validate(data)
         assert verdict.ok and verdict.checked_by_envoy, (node, verdict.errors)
@@ -117,7 +118,8 @@ def test_a_node_envoy_rejects_keeps_its_previous_files(envoy: Path, tmp_path: Pa
 
 
 def test_render_and_validate_offline(envoy: Path, tmp_path: Path) -> None:
-    """render writes every node of the example mesh; validate passes them, fails a broken one."""
+    """render writes every node of the example mesh (own files per node, shared endpoint files
+    once, behind each node's endpoints/ link); validate passes them, fails a broken one."""
     out = tmp_path / "out"
     result = CliRunner().invoke(
         main, ["render", "--mesh", str(ROOT / "examples/fish.yaml"), "--out", str(out)]
@@ -127,6 +129,11 @@ def test_render_and_validate_offline(envoy: Path, tmp_path: Path) -> None:
     assert nodes == [
         f"{FISH}/{n}" for n in ("gateway", "ocean/main", "salmon/blue", "tuna/blue", "tuna/green")
     ]
+    tuna, salmon = out / FISH / "tuna" / "blue", out / FISH / "salmon" / "blue"
+    endpoint_files = sorted(p.name for p in (tuna / "endpoints").iterdir())
+    assert endpoint_files and all(n.startswith("eds-") for n in endpoint_files)
+    assert (tuna / "endpoints").resolve() == (salmon / "endpoints").resolve()  # written once
+    assert (tuna / "lds.yaml").stat().st_ino == (salmon / "lds.yaml").stat().st_ino
     ok = CliRunner().invoke(main, ["validate", str(out)])
     assert ok.exit_code == 0 and ok.stdout.count("ok    ") == 5
     (out / FISH / "gateway" / "cds.yaml").write_text("resources: [{'@type': nope}]\n")

@@ -232,6 +232,7 @@ def test_a_fresh_fetcher_facing_a_rejected_current_version_serves_its_parent(mes
         v2 = mesh.publish(lds({"/": "blue"}).replace(b"${NJ_LISTENER_PORT}", port), ["blue"])
         mesh.start()
         wait_for(lambda: mesh.answers("blue"), what="envoy serving the parent v1")
+        wait_for(lambda: mesh.state().get("applied_version") == v1, what="v1 recorded as applied")
         state = mesh.state()
     assert state["applied_version"] == v1 and v2 in state["bad_versions"]
     assert f"serving the older version {v1}" in state["last_error"]
@@ -249,7 +250,7 @@ def test_tampered_bundle_is_not_applied(mesh: Mesh) -> None:
     mesh.start()
     wait_for(lambda: mesh.answers("blue"), what="envoy serving v1")
     v2 = mesh.route_all_to("green")
-    digest = mesh.store.get_index(v2).nodes[NODE]["lds.yaml"].sha256
+    digest = mesh.store.get_index(v2).files_of(NODE)["lds.yaml"].sha256
     tamper(mesh.store.client, BUCKET, f"nightjar/objects/{digest}", b"resources: []\n")
     wait_for(lambda: v2 in (mesh.state().get("last_error") or ""), what="v2 refused")
     assert "altered" in mesh.state()["last_error"]

@@ -108,5 +108,5 @@ def test_a_configurator_killed_at_random_s3_writes_never_breaks_the_current_vers
     assert killed >= TRIALS // 2  # most runs really died mid-publish
     assert _dying_cycle(0, after=False) == 0  # no kill: the clean run publishes the last mesh
     version = assert_current_intact(store)
-    lds = store.get_index(version or "").nodes[f"{FISH}/gateway"]["lds.yaml"]
+    lds = store.get_index(version or "").files_of(f"{FISH}/gateway")["lds.yaml"]
     assert f"/t{TRIALS}".encode() in store.get_object(lds.sha256)

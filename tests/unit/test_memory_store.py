@@ -61,6 +61,6 @@ def test_gc_batches_and_clock() -> None:
     report = store.collect_garbage(keep=1, grace=timedelta(hours=1), now=T0 + timedelta(hours=2))
     assert len(report.deleted_objects) == 2500
     assert store.requests["delete"] == 3
-    assert store.get_object(keep[0].nodes[NODE]["lds.yaml"].sha256) == b"keep"
+    assert store.get_object(keep[0].files_of(NODE)["lds.yaml"].sha256) == b"keep"
     with pytest.raises(ValueError, match="at least 1"):
         store.collect_garbage(keep=0, grace=timedelta(0), now=T0)

@@ -18,6 +18,7 @@ from shared.models import (
     gateway_node_id,
     new_version_id,
     node_kind,
+    parse_index,
     sidecar_node_id,
     version_created,
 )
@@ -31,7 +32,7 @@ def index_with(node: str, file_name: str) -> VersionIndex:
         {
             "version": new_version_id(T0, "ab" * 32),
             "created": T0,
-            "nodes": {node: {file_name: ENTRY}},
+            "nodes": {node: {"files": {file_name: ENTRY}}},
         }
     )
 
@@ -124,6 +125,83 @@ def test_strict_types_refuse_coercion() -> None:
 def test_unsupported_schema_version_is_rejected() -> None:
     """A reader refuses an index of a schema it does not know."""
     raw = index_with("ns/gateway", "lds.yaml").model_dump(mode="json")
-    raw["schema_version"] = 2
+    raw["schema_version"] = 3
     with pytest.raises(ValidationError, match="schema_version"):
         VersionIndex.model_validate_json(__import__("json").dumps(raw))
+
+
+SET_ID = "0" * 32
+
+
+def test_a_file_name_in_a_file_set_follows_the_same_rule() -> None:
+    """A shared file set cannot smuggle a path either: its names are checked like a node's."""
+    with pytest.raises(ValidationError, match="file name .* is not allowed"):
+        VersionIndex.model_validate(
+            {
+                "version": new_version_id(T0, "ab" * 32),
+                "created": T0,
+                "file_sets": {SET_ID: {"../x": ENTRY}},
+                "nodes": {"ns/gateway": {"sets": (SET_ID,)}},
+            }
+        )
+
+
+def test_a_node_naming_an_unknown_set_or_one_file_twice_is_refused() -> None:
+    """Every set a node names is in the index, and no file name comes from two places."""
+    base = {"version": new_version_id(T0, "ab" * 32), "created": T0}
+    with pytest.raises(ValidationError, match="names file set"):
+        VersionIndex.model_validate({**base, "nodes": {"ns/gateway": {"sets": (SET_ID,)}}})
+    twice = {
+        **base,
+        "file_sets": {SET_ID: {"lds.yaml": ENTRY}},
+        "nodes": {"ns/gateway": {"sets": (SET_ID,), "files": {"lds.yaml": ENTRY}}},
+    }
+    with pytest.raises(ValidationError, match="twice"):
+        VersionIndex.model_validate(twice)
+
+
+def test_a_schema_1_node_shape_is_never_read_as_a_node_without_files() -> None:
+    """A schema 2 index holding a node in the old shape (file name -> entry) is refused."""
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        VersionIndex.model_validate(
+            {
+                "version": new_version_id(T0, "ab" * 32),
+                "created": T0,
+                "nodes": {"ns/gateway": {"lds.yaml": ENTRY}},
+            }
+        )
+
+
+def test_schema_1_indexes_read_as_nodes_with_their_own_files() -> None:
+    """An index an older configurator wrote still serves its nodes (a rollback target)."""
+    import json
+
+    old = {
+        "schema_version": 1,
+        "version": new_version_id(T0, "ab" * 32),
+        "created": T0.isoformat(),
+        "nodes": {"ns/gateway": {"lds.yaml": ENTRY, "cds.yaml": ENTRY}},
+    }
+    index = parse_index(json.dumps(old).encode())
+    assert index.schema_version == 2
+    assert index.files_of("ns/gateway") == {
+        "lds.yaml": FileEntry.model_validate(ENTRY),
+        "cds.yaml": FileEntry.model_validate(ENTRY),
+    }
+    assert index.digests() == {ENTRY["sha256"]}
+
+
+def test_files_of_resolves_sets_then_own_files() -> None:
+    """A node's files are the union of its sets' and its own; sizes and digests cover both."""
+    other = {"sha256": sha256_hex(b"yy"), "size": 2}
+    index = VersionIndex.model_validate(
+        {
+            "version": new_version_id(T0, "ab" * 32),
+            "created": T0,
+            "file_sets": {SET_ID: {"eds-1.yaml": other}},
+            "nodes": {"ns/gateway": {"sets": (SET_ID,), "files": {"lds.yaml": ENTRY}}},
+        }
+    )
+    assert sorted(index.files_of("ns/gateway") or {}) == ["eds-1.yaml", "lds.yaml"]
+    assert index.files_of("ns/absent") is None
+    assert index.sizes() == {ENTRY["sha256"]: 1, other["sha256"]: 2}

@@ -53,15 +53,17 @@ def test_a_digest_with_a_trailing_newline_is_not_a_sha256() -> None:
 @pytest.mark.parametrize(
     "nodes",
     [
-        {"fish/gateway": {"notes\n": ENTRY}},
-        {"fish/tuna\n/blue": {"lds.yaml": ENTRY}},
-        {"fish/tuna/blue\n": {"lds.yaml": ENTRY}},
+        {"fish/gateway": {"files": {"notes\n": ENTRY}}},
+        {"fish/tuna\n/blue": {"files": {"lds.yaml": ENTRY}}},
+        {"fish/tuna/blue\n": {"files": {"lds.yaml": ENTRY}}},
     ],
 )
 def test_an_index_naming_a_file_or_node_with_a_newline_is_invalid(nodes: dict[str, object]) -> None:
     """Such an index never validates, so no fetcher stages it."""
     with pytest.raises(ValidationError, match="not allowed"):
-        VersionIndex(version=VERSION, created=datetime(2026, 12, 1, tzinfo=UTC), nodes=nodes)  # type: ignore[arg-type]
+        VersionIndex.model_validate(
+            {"version": VERSION, "created": datetime(2026, 12, 1, tzinfo=UTC), "nodes": nodes}
+        )
 
 
 def test_a_version_id_with_a_newline_is_invalid() -> None:

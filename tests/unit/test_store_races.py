@@ -85,7 +85,7 @@ def test_missing_objects_finds_deleted_and_resized_objects() -> None:
     store = MemoryBundleStore()
     index, _ = store_version(store, {NODE: {"lds.yaml": b"lds", "cds.yaml": b"cds"}})
     assert store.missing_objects(index) == []
-    lds, cds = (index.nodes[NODE][n].sha256 for n in ("lds.yaml", "cds.yaml"))
+    lds, cds = (index.files_of(NODE)[n].sha256 for n in ("lds.yaml", "cds.yaml"))
     del store.blobs[f"objects/{lds}"]
     data, etag, when = store.blobs[f"objects/{cds}"]
     store.blobs[f"objects/{cds}"] = (data + b"!", etag, when)
