@@ -1,122 +1,144 @@
-"""Configurator cycle cost by mesh size: cold, unchanged, one change; ratios within one run.
+"""``make bench``: the configurator cycle suite, the offline preview, Cloud Map requests.
 
-Uses the real pipeline (conventions, mesh, chevron, envoy --mode validate) on an in-memory store
-and a static discovery source, so it measures our code and Envoy, not S3 or Cloud Map latency.
-Ratios compare runs made minutes apart on the same machine; absolute seconds are noisy.
+Each mesh size runs in its own process (``bench.cycle``) so its peak RSS is its own; rows are
+the best of ``REPEATS`` runs (one run at 5000). Every row carries the ratio of its CPU to a lower
+bound measured in the same process (JSON parse + sha256 of the version's files). Results are
+printed as tables and saved to ``bench-results/bench.json``; docs/performance.md explains them.
+``python -m bench --quick`` runs the small sizes only.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import subprocess
 import sys
-import time
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from configurator.cycle import Configurator
-from configurator.discovery import RawInstance, RawNamespace, RawService, StaticDiscovery
-from configurator.render import TemplateLibrary
-from configurator.validate import EnvoyValidator
+from bench import cloudmap_calls, preview
 from shared.envoy_bin import find_envoy
-from shared.memory_store import MemoryBundleStore
 
-SIZES = (10, 100, 400)
+SIZES = ((10, 1), (100, 1), (1000, 1), (1000, 10), (5000, 1))
+QUICK = ((10, 1), (100, 1))
 REPEATS = 3
+OUT = Path("bench-results")
 
 
-def mesh(services: int, variant: int = 0) -> StaticDiscovery:
-    raw = []
-    for n in range(services):
-        path = f"/svc{n}" if n or variant == 0 else f"/svc0/v{variant}"
-        attrs = {"SERVICE": f"svc{n}", "COLOR": "blue", path: "1"}
-        tasks = tuple(
-            RawInstance(
-                f"t{k}",
-                {
-                    "AWS_INSTANCE_IPV4": f"10.{n // 250}.{n % 250}.{k + 1}",
-                    "AWS_INSTANCE_PORT": "8080",
-                },
-            )
-            for k in range(3)
-        )
-        raw.append(
-            RawService(f"s{n}", f"svc{n}-blue", (RawInstance("service-settings", attrs), *tasks))
-        )
-    return StaticDiscovery([RawNamespace("ns", "bench.local", tuple(raw))])
-
-
-def timed(configurator: Configurator) -> tuple[float, str]:
-    started = time.perf_counter()
-    report = configurator.run_cycle()
-    return time.perf_counter() - started, report.outcome
-
-
-def fresh(services: int) -> tuple[Configurator, EnvoyValidator]:
-    validator = EnvoyValidator(find_envoy())
-    configurator = Configurator(
-        namespaces=["bench.local"],
-        store=MemoryBundleStore(),
-        discovery=mesh(services),
-        templates=TemplateLibrary.from_dir(),
-        validator=validator,
+def cycle_rows(services: int, namespaces: int) -> list[dict[str, Any]]:
+    repeats = 1 if services >= 5000 else REPEATS
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cycle", str(services), str(namespaces), str(repeats)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
     )
-    return configurator, validator
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.cycle {services} {namespaces} failed: {done.stderr[-3000:]}")
+    rows: list[dict[str, Any]] = json.loads(done.stdout.splitlines()[-1])
+    calls = cloudmap_calls.scan_requests(services, namespaces)
+    for row in rows:
+        row["cloud_map_requests"] = calls
+    return rows
 
 
-def peak_mib(services: int) -> float:
-    """Peak Python heap of one cold cycle (traced separately: tracing slows the timed runs)."""
-    cfg, _ = fresh(services)
-    tracemalloc.start()
-    cfg.run_cycle()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return round(peak / 2**20, 1)
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max([len(c), *(len(x[i]) for x in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
 
 
-def measure(services: int) -> dict[str, Any]:
-    best: dict[str, float] = {}
-    runs = 0
-    for attempt in range(REPEATS):
-        cfg, validator = fresh(services)
-        cold, outcome = timed(cfg)
-        assert outcome == "published"
-        warm, outcome = timed(cfg)
-        assert outcome == "unchanged"
-        cfg.discovery = mesh(services, variant=attempt + 1)  # one service's path changes
-        change, outcome = timed(cfg)
-        assert outcome == "published"
-        for key, value in (("cold", cold), ("unchanged", warm), ("one_change", change)):
-            best[key] = min(best.get(key, value), value)
-        runs = validator.envoy_runs
-    return {
-        "service_colors": services,
-        "nodes": services + 1,
-        "cold_s": round(best["cold"], 4),
-        "unchanged_s": round(best["unchanged"], 4),
-        "one_change_s": round(best["one_change"], 4),
-        "unchanged_over_cold": round(best["unchanged"] / best["cold"], 3),
-        "envoy_runs_3_cycles": runs,
-        "peak_mib_cold": peak_mib(services),
-    }
+def exponents(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """How each cycle's CPU grows with size: the slope of log(cpu) over log(size), fitted by
+    least squares over the one-namespace sizes of 100 and more."""
+    fits = []
+    for kind in sorted({r["cycle"] for r in rows}):
+        points = [
+            (math.log(r["service_colors"]), math.log(r["cpu_s"]))
+            for r in rows
+            if r["cycle"] == kind
+            and r["namespaces"] == 1
+            and r["service_colors"] >= 100
+            and r["cpu_s"] > 0
+        ]
+        if len(points) < 2:
+            continue
+        mx = sum(x for x, _ in points) / len(points)
+        my = sum(y for _, y in points) / len(points)
+        slope = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+        fits.append({"cycle": kind, "exponent": round(slope, 2), "sizes": len(points)})
+    return fits
 
 
-def main() -> int:
+CYCLE_COLUMNS = [
+    "service_colors",
+    "namespaces",
+    "cycle",
+    "cpu_s",
+    "wall_s",
+    "envoy_runs",
+    "envoy_validate_s",
+    "bound_s",
+    "cpu_over_bound",
+    "peak_rss_mib",
+    "cloud_map_requests",
+    "s3_puts",
+    "s3_put_bytes",
+]
+BYTES_COLUMNS = [
+    "service_colors",
+    "namespaces",
+    "cycle",
+    "s3_put_bytes",
+    "min_upload_bytes",
+    "fetcher_download_bytes",
+    "fetcher_min_bytes",
+]
+
+
+def fetcher_rows() -> list[dict[str, Any]]:
+    """The fetcher's own benchmark, when this checkout has it."""
+    try:
+        from bench import fetcher  # type: ignore[attr-defined]
+    except ImportError:
+        return []
+    rows: list[dict[str, Any]] = fetcher.run()
+    return rows
+
+
+def main(argv: list[str]) -> int:
     if find_envoy() is None:
         print("no envoy binary: run 'make install' first", file=sys.stderr)
         return 1
-    rows = [measure(n) for n in SIZES]
-    columns = list(rows[0])
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in rows:
-        print("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths, strict=True)))
-    out = Path("bench-results")
-    out.mkdir(exist_ok=True)
-    path = out / "configurator-cycle.json"
-    path.write_text(json.dumps({"repeats": REPEATS, "rows": rows}, indent=2))
-    print(f"\nbest of {REPEATS}; saved to {path}")
+    sizes = QUICK if "--quick" in argv else SIZES
+    rows: list[dict[str, Any]] = []
+    for services, namespaces in sizes:
+        print(f"... {services} service-colors in {namespaces} namespace(s)", file=sys.stderr)
+        rows += cycle_rows(services, namespaces)
+    print("configurator cycle (CPU of the configurator process; Envoy validate apart)")
+    print(table(rows, CYCLE_COLUMNS))
+    print("\nbytes per change (uploads include the index and manifest; min = changed files)")
+    print(table([r for r in rows if "fetcher_min_bytes" in r], BYTES_COLUMNS))
+    fits = exponents(rows)
+    print("\ngrowth: cpu ~ size^exponent\n" + table(fits, ["cycle", "exponent", "sizes"]))
+    size = 100 if "--quick" in argv else 1000
+    print(f"... nightjar render at {size}", file=sys.stderr)
+    renders = [preview.measure(size, suffix=s) for s in (".yaml", ".json")]
+    print("\noffline preview (whole process)")
+    print(table(renders, list(renders[0])))
+    fetcher = fetcher_rows()
+    if fetcher:
+        print("\nfetcher")
+        print(table(fetcher, list(fetcher[0])))
+    OUT.mkdir(exist_ok=True)
+    path = OUT / "bench.json"
+    result = {"cycle": rows, "growth": fits, "preview": renders, "fetcher": fetcher}
+    path.write_text(json.dumps(result, indent=2))
+    print(f"\nsaved to {path}")
     return 0
 
 
-sys.exit(main())
+sys.exit(main(sys.argv[1:]))

@@ -377,7 +377,10 @@ def _cluster_context(sc: ServiceColor) -> dict[str, Any]:
         "color": q(sc.color),
         "uses_http2": sc.http2,
         "has_endpoints": bool(sc.endpoints),
-        "endpoints": [{"host": q(ep.host), "port": ep.port} for ep in sc.endpoints],
+        "endpoints": [
+            {"host": q(ep.host), "port": ep.port, "is_last": n == len(sc.endpoints) - 1}
+            for n, ep in enumerate(sc.endpoints)
+        ],
         "eds_file": eds_file,
         "eds_path": q(f"${{{CONFIG_DIR}}}/current/{eds_file}"),
         "eds_watched_directory": q(f"${{{CONFIG_DIR}}}"),

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from configurator.discovery import RawInstance, RawNamespace, RawService
 from configurator.errors import ConfiguratorError
+from configurator.validate import parse_document
 
 
 class _Strict(BaseModel):
@@ -50,15 +51,14 @@ class MeshSpec(_Strict):
     namespaces: list[NamespaceSpec]
 
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
-
-
 def load_mesh_file(path: Path) -> list[RawNamespace]:
     """The namespaces of a mesh file; ConfiguratorError naming the first bad item."""
     try:
-        spec = MeshSpec.model_validate(yaml.load(path.read_text(), Loader=_LOADER))
-    except (OSError, yaml.YAMLError) as err:
+        doc = parse_document(path.name, path.read_bytes())
+    except (OSError, ValueError, yaml.YAMLError) as err:  # UnicodeDecodeError is a ValueError
         raise ConfiguratorError(f"cannot read mesh file {path}: {err}") from err
+    try:
+        spec = MeshSpec.model_validate(doc)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -37,13 +37,14 @@ class RenderedMesh:
         """Every file of ``node`` (file name -> bytes)."""
         return self.built.files_of(node)
 
-    def sets_of(self, node: str) -> list[tuple[str, dict[str, bytes]]]:
-        """``node``'s file sets in order, each as (set id, file name -> bytes)."""
+    def set_ids(self, node: str) -> tuple[str, ...]:
+        """``node``'s file sets in order (its templates' files first)."""
+        return self.built.nodes[node].sets
+
+    def set_files(self, set_id: str) -> dict[str, tuple[str, bytes]]:
+        """A file set's files: file name -> (sha256, bytes)."""
         built = self.built
-        return [
-            (s, {n: built.blobs[e.sha256] for n, e in built.file_sets[s].items()})
-            for s in built.nodes[node].sets
-        ]
+        return {n: (e.sha256, built.blobs[e.sha256]) for n, e in built.file_sets[set_id].items()}
 
 
 def render_mesh(

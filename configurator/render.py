@@ -248,6 +248,7 @@ class RenderCache:
         self._sets: tuple[dict[str, FileSet], dict[str, FileSet]] = ({}, {})
         self._plans: dict[tuple[str, str], _Plan] = {}
         self._shadow: dict[int, tuple[list[dict[str, Any]], frozenset[str]]] = {}
+        self._projections: dict[tuple[int, tuple[str, ...]], tuple[list[dict[str, Any]], str]] = {}
         self._namespaces: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
         self._used: tuple[set[str], set[str]] = (set(), set())
         self.renders = 0  # chevron renders made (one per file), for tests and the bench
@@ -290,6 +291,7 @@ class RenderCache:
         self._sets = (self._sets[1], {})
         self._plans.clear()
         self._shadow.clear()
+        self._projections.clear()
 
     def _plan(self, templates: TemplateSet, name: str) -> _Plan:
         key = (templates.digest(), name)
@@ -310,10 +312,30 @@ class RenderCache:
         shared = sorted(fields) if plan.shared is None else plan.shared
         own = node.per_node
         used: list[tuple[str, Any]] = [
-            (f, fields[f]) for f in shared if f in fields and f not in skip
+            (f, self._clusters_read(node, plan.shared) if f == "clusters" else fields[f])
+            for f in shared
+            if f in fields and f not in skip
         ]
         used += [(f, own.get(f)) for f in plan.per_node if f not in skip]
         return sha256_hex(json.dumps([plan.source_digest, used]).encode())
+
+    def _clusters_read(self, node: NodeContext, names: tuple[str, ...] | None) -> str:
+        """A digest of the ``clusters`` entries' fields among ``names`` (all when None): a
+        template listing clusters is not rendered again when only fields it never names change
+        (a cluster file, for an endpoint change)."""
+        if names is None:
+            return node.digests.fields["clusters"]
+        clusters: list[dict[str, Any]] = node.shared["clusters"]
+        memo = self._projections.get((id(clusters), names))
+        if memo is None or memo[0] is not clusters:
+            wanted = set(names)
+            parts = [
+                json.dumps({k: v for k, v in c.items() if k in wanted}, sort_keys=True)
+                for c in clusters
+            ]
+            memo = (clusters, sha256_hex("\n".join(parts).encode()))
+            self._projections[(id(clusters), names)] = memo
+        return memo[1]
 
     def _lookup(self, key: str) -> tuple[bool, bytes | None]:
         self._used[0].add(key)

@@ -6,7 +6,6 @@ Both import the configurator (chevron, PyYAML) only when they run, through
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import sys
@@ -78,36 +77,38 @@ def write_rendered(rendered: Any, out: Path) -> None:
     """Write ``<out>/<node id>/<file>`` for each node's own files (one copy on disk, hard-linked
     where nodes agree) and ``<out>/<node id>/endpoints/``, a link to its endpoint files written
     once under ``<out>/_sets/<set id>/``."""
-    written: dict[bytes, Path] = {}
+    written: dict[str, Path] = {}
+    sets: dict[str, dict[str, tuple[str, bytes]]] = {}
     for node in rendered.node_ids:
         node_dir = out / node
         node_dir.mkdir(parents=True, exist_ok=True)
-        (own_id, own), *others = rendered.sets_of(node)
-        for name, data in own.items():
-            _write_once(node_dir / name, data, written)
-        for n, (set_id, files) in enumerate(others):
+        own, *others = rendered.set_ids(node)
+        if own not in sets:
+            sets[own] = rendered.set_files(own)
+        for name, (digest, data) in sets[own].items():
+            _write_once(node_dir / name, digest, data, written)
+        for n, set_id in enumerate(others):
             shared = out / SHARED_DIR / set_id
             if not shared.is_dir():
                 shared.mkdir(parents=True)
-                for name, data in files.items():
+                for name, (_, data) in rendered.set_files(set_id).items():
                     (shared / name).write_bytes(data)
             link = node_dir / (ENDPOINTS_DIR if n == 0 else f"{ENDPOINTS_DIR}-{n + 1}")
             link.unlink(missing_ok=True)
             link.symlink_to(os.path.relpath(shared, node_dir), target_is_directory=True)
 
 
-def _write_once(target: Path, data: bytes, written: dict[bytes, Path]) -> None:
+def _write_once(target: Path, digest: str, data: bytes, written: dict[str, Path]) -> None:
     """Write ``data`` at ``target``, as a hard link to an identical file already written."""
     target.unlink(missing_ok=True)
-    key = hashlib.sha256(data).digest()
-    if key in written:
+    if digest in written:
         try:
-            os.link(written[key], target)
+            os.link(written[digest], target)
             return
         except OSError:
             pass  # a file system without hard links: a copy
     target.write_bytes(data)
-    written[key] = target
+    written[digest] = target
 
 
 def read_rendered(directory: Path) -> dict[str, dict[str, bytes]]:

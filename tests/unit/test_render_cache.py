@@ -107,9 +107,8 @@ def test_renders_carry_over_one_cycle_and_unused_ones_are_dropped() -> None:
 
 
 def test_an_endpoint_change_re_renders_only_that_clusters_endpoint_file() -> None:
-    """Routes unchanged: lds is reused; of the endpoint files only the moved cluster's is
-    rendered. cds reads the cluster list, which holds the endpoints, so it renders again (to
-    the same bytes: nothing is uploaded for it)."""
+    """Routes unchanged: lds is reused; cds lists the clusters but names no endpoint field, so
+    it is reused too; of the endpoint files only the moved cluster's is rendered."""
     cache = RenderCache()
     before = colors(50, hosts=2)
     node = [n for n in build_nodes(NamespaceModel("fish", before), []) if not n.is_gateway][0]
@@ -120,7 +119,7 @@ def test_an_endpoint_change_re_renders_only_that_clusters_endpoint_file() -> Non
     after = (*before[:7], moved, *before[8:])
     node = [n for n in build_nodes(NamespaceModel("fish", after), []) if not n.is_gateway][0]
     got = files(cache, ENDPOINTS, node)
-    assert cache.renders - renders == 2  # cds.yaml and svc7's endpoint file
+    assert cache.renders - renders == 1  # svc7's endpoint file
     assert b'"svc7/blue": "10.9.9.9"\n' in got.values()
 
 
@@ -148,6 +147,8 @@ _TAGS = st.sampled_from(
         "{{#listeners}}{{#routes}}{{{route_path}}}{{/routes}}{{/listeners}}",
         "{{^is_gateway}}side{{/is_gateway}}",
         "{{#endpoints}}{{{host}}}{{/endpoints}}",
+        "{{#clusters}}{{#endpoints}}{{{host}}}{{/endpoints}}{{/clusters}}",
+        "{{#clusters}}{{^has_endpoints}}none{{/has_endpoints}}{{/clusters}}",
         "{{{cluster_name}}}",
         "{{> part}}",
         "x",
@@ -170,7 +171,7 @@ def test_cached_renders_equal_direct_renders(
         {"lds.yaml": "".join(main), "eds.yaml": "".join(eds), "part": "".join(part)}
     )
     cache = RenderCache()
-    for mesh in (colors(3), colors(3, path="/r", hosts=2)):
+    for mesh in (colors(3), colors(3, path="/r", hosts=2), colors(3, path="/r", hosts=0)):
         for node in build_nodes(NamespaceModel("fish", mesh), []):
             assert files(cache, templates, node) == render_node(templates, node)
         cache.end_cycle()
