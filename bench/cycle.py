@@ -30,7 +30,7 @@ from configurator.validate import EnvoyValidator
 from sandbox.synthetic import CHANGES, namespace_names, synthetic_mesh
 from shared.envoy_bin import find_envoy
 from shared.memory_store import MemoryBundleStore
-from shared.models import MAX_OBJECT_BYTES, NodeFiles, VersionIndex, sidecar_node_id
+from shared.models import NodeFiles, VersionIndex, sidecar_node_id
 from shared.store import OBJECTS_DIR
 
 ENDPOINTS = 5
@@ -84,16 +84,12 @@ class Bench:
         self.services, self.namespaces = services, namespaces
         self.store = CountingStore()
         self.validator = EnvoyValidator(find_envoy())
-        limit = max(MAX_OBJECT_BYTES, services * 2048)  # 5000 routes pass 4 MiB (see docs)
-        from configurator.cycle import Safety
-
         self.cfg = Configurator(
             namespaces=namespace_names(namespaces),
             store=self.store,
             discovery=self.mesh(None),
             templates=TemplateLibrary.from_dir(),
             validator=self.validator,
-            safety=Safety(max_object_bytes=limit),
         )
 
     def mesh(self, change: str | None) -> StaticDiscovery:

@@ -189,6 +189,7 @@ class _NodeBuilder:
     previous: VersionIndex | None
     max_object_bytes: int = MAX_OBJECT_BYTES
     _checked: dict[str, str | None] = field(default_factory=dict)  # set id -> size problem
+    _problems: dict[tuple[str, ...], str | None] = field(default_factory=dict)  # by set ids
     _submitted: dict[str, Future[Verdict]] = field(default_factory=dict)  # content -> verdict
 
     def start(self, node: NodeContext, built: BuiltMesh) -> _Candidate | None:
@@ -253,17 +254,12 @@ class _NodeBuilder:
             sets = self.cache.render(self.templates.for_node(node), node)
         except TemplateError as err:
             return _Candidate(node, (), error=str(err))
-        names = [name for file_set in sets for name in file_set.files]
-        if len(names) != len(set(names)):
-            twice = sorted({n for n in names if names.count(n) > 1})
-            return _Candidate(
-                node, sets, error=f"{twice[0]} is both a template and an endpoint file; rename it"
+        key = tuple(s.id for s in sets)
+        if key not in self._problems:
+            self._problems[key] = _clash(sets) or next(
+                (p for p in map(self._size_problem, sets) if p is not None), None
             )
-        for file_set in sets:
-            problem = self._size_problem(file_set)
-            if problem is not None:
-                return _Candidate(node, sets, error=problem)
-        return _Candidate(node, sets)
+        return _Candidate(node, sets, error=self._problems[key])
 
     def _size_problem(self, file_set: FileSet) -> str | None:
         if file_set.id not in self._checked:
@@ -275,6 +271,17 @@ class _NodeBuilder:
                 else None
             )
         return self._checked[file_set.id]
+
+
+def _clash(sets: tuple[FileSet, ...]) -> str | None:
+    """Why these sets cannot be one node's files (a name in two of them), or None."""
+    seen: set[str] = set()
+    for file_set in sets:
+        twice = sorted(seen & file_set.files.keys())
+        if twice:
+            return f"{twice[0]} is both a template and an endpoint file; rename it"
+        seen |= file_set.files.keys()
+    return None
 
 
 def _files(sets: tuple[FileSet, ...]) -> dict[str, bytes]:

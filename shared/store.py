@@ -9,6 +9,7 @@ Key layout and JSON fields: docs/bundle-format.md.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,6 +44,7 @@ OBJECTS_DIR = "objects/"
 VERSIONS_DIR = "versions/"
 SIGNATURES_DIR = "signatures/"  # signatures/<version>.json: opt-in signature of that version
 HISTORY_DIR = "history/"  # history/<version>: that version was current and was moved away from
+PARSED_INDEXES = 32  # parsed version indexes a store keeps (its retention is 20 by default)
 DELETE_BATCH = 1000  # S3 DeleteObjects accepts at most 1000 keys per request
 
 
@@ -178,6 +180,22 @@ class KeyedBundleStore(ABC):
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix.strip("/")
+        self._parsed: OrderedDict[str, VersionIndex] = OrderedDict()  # by sha256 of the bytes
+
+    def _index(self, version: str, key: str, data: bytes) -> VersionIndex:
+        """``_index_from`` with the last ``PARSED_INDEXES`` results kept by the bytes' sha256:
+        indexes are immutable, so garbage collection and the configurator's every-cycle read
+        do not parse the same bytes again (the bytes are still read and hashed every time)."""
+        digest = sha256_hex(data)
+        found = self._parsed.get(digest)
+        if found is not None and found.version == version:
+            self._parsed.move_to_end(digest)
+            return found
+        index = _index_from(version, key, data)
+        self._parsed[digest] = index
+        while len(self._parsed) > PARSED_INDEXES:
+            self._parsed.popitem(last=False)
+        return index
 
     # -- primitives -------------------------------------------------------------------------
     @abstractmethod
@@ -274,13 +292,13 @@ class KeyedBundleStore(ABC):
         """Read a version index, verifying its sha256 when given and that it names ``version``."""
         key = _index_key(version)
         data = self._read(key) if sha256 is None else self._get_verified(key, sha256)
-        return _index_from(version, key, data)
+        return self._index(version, key, data)
 
     def read_index_ref(self, version: str) -> tuple[VersionIndex, IndexRef]:
         """A stored index, validated, with the sha256 a manifest pointing at it must carry."""
         key = _index_key(version)
         data = self._read(key)
-        return _index_from(version, key, data), IndexRef(key, sha256_hex(data))
+        return self._index(version, key, data), IndexRef(key, sha256_hex(data))
 
     def list_versions(self) -> list[str]:
         """Every stored version id, oldest first."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from configurator.cycle import Configurator
@@ -86,3 +88,23 @@ def test_an_unchanged_namespace_is_not_rendered_again_while_another_changes() ->
     assert report.outcome == "published"
     assert all(n.startswith(namespace_names(1)[0]) for n in report.changed_nodes)
     assert cfg.renders.renders - renders == 2
+
+
+def test_a_template_named_like_an_endpoint_file_is_a_problem_not_a_broken_index(
+    tmp_path: Path,
+) -> None:
+    """A node cannot carry one file name twice: a template clashing with an endpoint file's
+    name fails that node (with a problem naming the file), never the index."""
+    clash = eds_file_name("svc2/blue")
+    (tmp_path / namespace_names(1)[0]).mkdir()
+    (tmp_path / namespace_names(1)[0] / clash).write_text("x: 1\n")
+    cfg = Configurator(
+        namespaces=namespace_names(1),
+        store=MemoryBundleStore(),
+        discovery=synthetic_mesh(SERVICES),
+        templates=TemplateLibrary.from_dir(tmp_path),
+        validator=EnvoyValidator(None),
+    )
+    report = cfg.run_cycle()
+    assert report.outcome == "published" and len(report.failed_nodes) == SERVICES + 1
+    assert all(clash in p.reason for p in report.problems if p.item == "rendered files")
