@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from configurator.conventions import read_namespace
+from configurator.conventions import NamespaceModel, read_namespace
 from configurator.discovery import RawNamespace
 from configurator.errors import TemplateError
 from configurator.mesh import NodeContext, build_nodes
@@ -102,15 +102,22 @@ def build_mesh(
     built = BuiltMesh(namespaces=[raw.name for raw in raw_namespaces])
     builder = _NodeBuilder(templates, validator, cache, previous, max_object_bytes)
     templates.reload()
-    pending = []
+    read: dict[str, tuple[NamespaceModel, list[Problem]]] = {}
     for raw in raw_namespaces:
         try:
-            key = _namespace_key(raw, templates, max_object_bytes)
-            reused = cache.namespace(key)
-            pending.append((raw, key, reused or _render_namespace(raw, builder), reused))
+            read[raw.name] = read_namespace(raw)
         except Exception as err:  # contained: one namespace, reported, kept
             _keep_namespace(raw.name, err, previous, built)
-    for raw, key, scratch, reused in pending:
+    pending = []
+    for name, (model, problems) in read.items():
+        try:
+            key = _namespace_key(model, problems, templates, max_object_bytes)
+            reused = cache.namespace(key)
+            scratch = reused or _render_namespace(model, problems, builder)
+            pending.append((name, key, scratch, reused))
+        except Exception as err:  # contained: one namespace, reported, kept
+            _keep_namespace(name, err, previous, built)
+    for name, key, scratch, reused in pending:
         try:
             if reused is None:
                 builder.finish(scratch)
@@ -120,15 +127,18 @@ def build_mesh(
             built.service_colors += scratch.service_colors
             built.endpoints += scratch.endpoints
         except Exception as err:  # contained: one namespace, reported, kept
-            _keep_namespace(raw.name, err, previous, built)
+            _keep_namespace(name, err, previous, built)
     cache.end_cycle()
     return built
 
 
-def _namespace_key(raw: RawNamespace, templates: TemplateLibrary, max_object_bytes: int) -> str:
-    """Everything a namespace's build depends on: what Cloud Map said, its templates, the limit."""
-    scanned = sha256_hex(repr(raw).encode())
-    return f"{scanned}:{templates.namespace_digest(raw.name)}:{max_object_bytes}"
+def _namespace_key(
+    model: NamespaceModel, problems: list[Problem], templates: TemplateLibrary, limit: int
+) -> str:
+    """Everything a namespace's nodes are built from: its validated model (and the problems
+    found reading it), its templates, the size limit. Equal keys, equal builds."""
+    read = sha256_hex(repr((model, problems)).encode())
+    return f"{read}:{templates.namespace_digest(model.name)}:{limit}"
 
 
 @dataclass
@@ -153,11 +163,12 @@ class _Scratch:
     renders_used: tuple[set[str], set[str]] = field(default_factory=lambda: (set(), set()))
 
 
-def _render_namespace(raw: RawNamespace, builder: _NodeBuilder) -> _Scratch:
+def _render_namespace(
+    model: NamespaceModel, problems: list[Problem], builder: _NodeBuilder
+) -> _Scratch:
     """Render every node of one namespace and submit what it needs validated."""
     built = BuiltMesh()
     used = builder.cache.record()
-    model, problems = read_namespace(raw)
     built.problems.extend(problems)
     candidates = [builder.start(node, built) for node in build_nodes(model, built.problems)]
     endpoints = sum(len(sc.endpoints) for sc in model.service_colors)
