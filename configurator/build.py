@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from configurator.conventions import read_namespace
+from configurator.conventions import NamespaceModel, read_namespace
 from configurator.discovery import RawNamespace
 from configurator.errors import TemplateError
-from configurator.mesh import NodeContext, build_nodes
+from configurator.mesh import NodeContext
+from configurator.peers import MeshDirectory, build_linked_nodes
 from configurator.render import RenderCache, TemplateLibrary
 from configurator.validate import Verdict
 from shared.digest import sha256_hex
@@ -65,25 +66,40 @@ def build_mesh(
     previous: Mapping[str, NodeFiles],
     max_object_bytes: int = MAX_OBJECT_BYTES,
 ) -> BuiltMesh:
-    """Run conventions -> nodes -> render -> validate for every namespace."""
+    """Run conventions -> nodes -> render -> validate for every namespace.
+
+    Every namespace is read first, so that sidecars peering with another served namespace
+    (``PEERS``) see it whole (``peers.MeshDirectory``)."""
     built = BuiltMesh(namespaces=[raw.name for raw in raw_namespaces])
     builder = _NodeBuilder(templates, validator, cache, previous, max_object_bytes)
     templates.reload()
+    read: dict[str, tuple[NamespaceModel, list[Problem]]] = {}
     for raw in raw_namespaces:
         try:
-            _build_namespace(raw, builder, built)
+            read[raw.name] = read_namespace(raw)
         except Exception as err:  # contained: one namespace, reported, kept
             _keep_namespace(raw.name, err, previous, built)
+    directory = MeshDirectory({name: model for name, (model, _) in read.items()}, built.namespaces)
+    for name, (model, problems) in read.items():
+        try:
+            _build_namespace(model, problems, directory, builder, built)
+        except Exception as err:  # contained: one namespace, reported, kept
+            _keep_namespace(name, err, previous, built)
     cache.end_cycle()
     return built
 
 
-def _build_namespace(raw: RawNamespace, builder: _NodeBuilder, built: BuiltMesh) -> None:
+def _build_namespace(
+    model: NamespaceModel,
+    problems: list[Problem],
+    directory: MeshDirectory,
+    builder: _NodeBuilder,
+    built: BuiltMesh,
+) -> None:
     """Add every node of one namespace to ``built`` (into a scratch copy until it succeeds)."""
     scratch = BuiltMesh()
-    model, problems = read_namespace(raw)
     scratch.problems.extend(problems)
-    for node in build_nodes(model, scratch.problems):
+    for node in build_linked_nodes(model, scratch.problems, directory):
         builder.build(node, scratch)
     built.nodes.update(scratch.nodes)
     built.blobs.update(scratch.blobs)
@@ -140,6 +156,8 @@ class _NodeBuilder:
 
     def _files(self, node: NodeContext) -> tuple[dict[str, bytes], str | None]:
         """The node's files and the first reason they cannot be published (None: they can)."""
+        if node.unavailable:
+            return {}, node.unavailable
         try:
             files = self.cache.render(self.templates.for_node(node), node)
         except TemplateError as err:
