@@ -1,0 +1,236 @@
+"""Two meshes with real Envoys: fish.service.local's sidecars reach ocean.service.local through
+ocean's gateway (run by its own fetcher) or directly, on real loopback backends, with moto's
+server holding both namespaces (ListServices filtered by namespace as on AWS).
+
+- shark/blue: PEERS ocean:<p1> (through the gateway), plus an unserved peer and hostile items.
+- ray/blue: PEERS ocean:<p2>:direct.
+- ocean: tuna blue 90 / green 10 on /tuna, [private]/tuna/admin; its gateway service
+  (GATEWAY=yes) holds one task, the ocean gateway's Envoy.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from configurator.cycle import Configurator
+from sandbox.cloudmap import CloudMapService, Task, create_namespace, register, update_settings
+from sandbox.moto import free_port
+from tests.backends import Backend
+from tests.cloudmap import list_services_filtered
+from tests.mesh_harness import EnvoyNode, client, configurator, moto_endpoint, publish, tally
+from tests.waiting import wait_for
+
+FISH, OCEAN = "fish.service.local", "ocean.service.local"
+BUCKET = "many-meshes"
+COLORS = {"tuna-blue", "tuna-green"}
+
+
+@dataclass
+class Meshes:
+    shark: EnvoyNode  # fish/shark/blue: ocean through its gateway on port ``through``
+    ray: EnvoyNode  # fish/ray/blue: ocean direct on port ``direct``
+    gateway: EnvoyNode  # ocean/gateway
+    through: int
+    direct: int
+    unserved: int
+    configurator: Configurator
+    cloudmap: Any
+    ids: dict[str, str]
+    problems: list[str]
+
+
+def on_port(port: int, path: str) -> tuple[int, str]:
+    """Status and body of one GET to 127.0.0.1:<port><path> (a sidecar's peer listener)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    status, body, _ = EnvoyNode.send(opener, request)
+    return status, body
+
+
+def answers(port: int, path: str, n: int) -> Counter[str]:
+    return tally((*on_port(port, path), 0.0) for _ in range(n))
+
+
+def access_log(node: EnvoyNode) -> list[dict[str, Any]]:
+    """The JSON access log lines Envoy wrote for ``node`` (stdout, in the fetcher's log)."""
+    lines = (node.workdir / "fetcher.log").read_text().splitlines()
+    return [json.loads(x) for x in lines if x.startswith("{") and '"upstream_cluster"' in x]
+
+
+def register_meshes(cloudmap: Any, backends: dict[str, Backend], ports: dict[str, int]) -> Any:
+    fish, ocean = create_namespace(cloudmap, FISH), create_namespace(cloudmap, OCEAN)
+    bad = f"abyss.service.local:{ports['unserved']},not-an-item,{OCEAN}:80"
+    services = [
+        (ocean, "tuna-blue", {"SERVICE": "tuna", "COLOR": "blue", "/tuna": "90"}),
+        (ocean, "tuna-green", {"SERVICE": "tuna", "COLOR": "green", "/tuna": "10"}),
+        (ocean, "ocean-gateway", {"GATEWAY": "yes"}),
+        (fish, "shark-blue", shark_settings(f"{OCEAN}:{ports['through']},{bad}")),
+        (
+            fish,
+            "ray-blue",
+            {
+                "SERVICE": "ray",
+                "COLOR": "blue",
+                "/ray": "1",
+                "PEERS": f"{OCEAN}:{ports['direct']}:direct",
+            },
+        ),
+    ]
+    services[0][2]["[private]/tuna/admin"] = "1"
+    ids = {}
+    for ns, name, settings in services:
+        port = ports["gateway"] if name == "ocean-gateway" else backends[name].port
+        ids[name] = register(
+            cloudmap, ns, CloudMapService(name, settings, [Task("127.0.0.1", str(port))])
+        )
+    return ids
+
+
+def shark_settings(peers: str) -> dict[str, str]:
+    return {"SERVICE": "shark", "COLOR": "blue", "/shark": "1", "PEERS": peers}
+
+
+@pytest.fixture(scope="module")
+def meshes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Meshes]:
+    workdir = tmp_path_factory.mktemp("meshes")
+    backends = {
+        name: Backend(name) for name in ("tuna-blue", "tuna-green", "shark-blue", "ray-blue")
+    }
+    nodes: list[EnvoyNode] = []
+    try:
+        with moto_endpoint() as endpoint, list_services_filtered():
+            shark = EnvoyNode(endpoint, BUCKET, f"{FISH}/shark/blue", workdir / "shark")
+            ray = EnvoyNode(endpoint, BUCKET, f"{FISH}/ray/blue", workdir / "ray")
+            gateway = EnvoyNode(endpoint, BUCKET, f"{OCEAN}/gateway", workdir / "gateway")
+            nodes += [shark, ray, gateway]
+            ports = {"through": free_port(), "direct": free_port(), "unserved": free_port()}
+            ports["gateway"] = gateway.port
+            cloudmap = client("servicediscovery", endpoint)
+            ids = register_meshes(cloudmap, backends, ports)
+            cfg = configurator(endpoint, [FISH, OCEAN], BUCKET)
+            report = cfg.run_cycle()
+            assert report.outcome == "published" and report.version, report
+            for node in nodes:
+                node.start()
+            for node in nodes:
+                node.wait_serving(report.version)
+            problems = [f"{p.where}: {p.item}" for p in report.problems]
+            yield Meshes(
+                shark,
+                ray,
+                gateway,
+                ports["through"],
+                ports["direct"],
+                ports["unserved"],
+                cfg,
+                cloudmap,
+                ids,
+                problems,
+            )
+    finally:
+        for node in nodes:
+            node.stop()
+        for backend in backends.values():
+            backend.close()
+
+
+def test_through_the_gateway_a_public_path_reaches_the_peer_and_its_gateway_logs_it(
+    meshes: Meshes,
+) -> None:
+    """A request on shark's peer port for ocean's /tuna reaches a tuna backend, and ocean's
+    gateway access log shows that very request routed to a tuna cluster."""
+    path = f"/tuna/probe-{uuid.uuid4().hex}"
+    status, body = on_port(meshes.through, path)
+    assert status == 200 and body in COLORS
+    wait_for(lambda: any(e["path"] == path for e in access_log(meshes.gateway)), 20, "access log")
+    (entry,) = [e for e in access_log(meshes.gateway) if e["path"] == path]
+    assert (entry["listener"], entry["status"]) == ("gateway", 200)
+    assert entry["upstream_cluster"] == f"tuna/{body.split('-')[1]}"
+
+
+def test_through_the_gateway_the_private_path_answers_404_at_the_peer_gateway(
+    meshes: Meshes,
+) -> None:
+    """ocean's private /tuna/admin through shark's peer port: 404, answered by ocean's gateway
+    (its access log has it, with no upstream)."""
+    assert answers(meshes.through, "/tuna/admin", 5) == {"404": 5}
+    wait_for(lambda: any(e["path"] == "/tuna/admin" for e in access_log(meshes.gateway)), 20, "log")
+    logged = [e for e in access_log(meshes.gateway) if e["path"] == "/tuna/admin"]
+    assert {(e["status"], e["upstream_cluster"]) for e in logged} == {(404, None)}
+
+
+def test_through_the_gateway_the_peer_weights_hold(meshes: Meshes) -> None:
+    """400 requests on the peer port: ocean's 90/10 within ±5 % (blue 340-380), nothing else."""
+    seen = answers(meshes.through, "/tuna", 400)
+    assert set(seen) <= COLORS, seen
+    assert 340 <= seen["tuna-blue"] <= 380, seen
+
+
+def test_an_http_proxy_request_for_a_peer_host_reaches_the_peer(meshes: Meshes) -> None:
+    """Absolute-form requests through shark's own listener (HTTP_PROXY): a host under ocean's
+    namespace, with or without a port, goes to ocean; its private path stays 404; shark's own
+    routes still answer."""
+    proxy = meshes.shark.get_via_proxy
+    assert set(tally(proxy(f"http://tuna.{OCEAN}/tuna") for _ in range(20))) <= COLORS
+    assert set(tally(proxy(f"http://{OCEAN}:8080/tuna") for _ in range(5))) <= COLORS
+    assert tally(proxy(f"http://tuna.{OCEAN}/tuna/admin") for _ in range(3)) == {"404": 3}
+    assert meshes.shark.answers("/shark", 5) == {"shark-blue": 5}
+    assert meshes.shark.answers("/tuna", 3) == {"404": 3}  # not ocean's: fish has no /tuna
+
+
+def test_unserved_and_hostile_peers_are_problems_and_get_no_listener(meshes: Meshes) -> None:
+    """The cycle published with a problem per unserved or hostile item; nothing listens on the
+    unserved peer's port; shark's own routes serve (previous test)."""
+    where = f"{FISH}/shark-blue: attribute 'PEERS' item"
+    assert (
+        f"{FISH}/shark/blue: PEERS item 'abyss.service.local:{meshes.unserved}'" in meshes.problems
+    )
+    assert f"{where} 'not-an-item'" in meshes.problems
+    assert f"{where} '{OCEAN}:80'" in meshes.problems
+    with pytest.raises(OSError):
+        on_port(meshes.unserved, "/tuna")
+
+
+def test_direct_reaches_the_peer_without_its_gateway(meshes: Meshes) -> None:
+    """With ocean's gateway stopped, shark's gateway-mode port has nowhere to go (503) while
+    ray's direct port still serves ocean's /tuna at 90/10 (±5 % over 400), answers 404 for
+    its private path itself, and ray's own listener routes an HTTP_PROXY request there."""
+    meshes.gateway.stop()
+    wait_for(lambda: on_port(meshes.through, "/tuna")[0] == 503, 20, "the gateway gone")
+    path = f"/tuna/probe-{uuid.uuid4().hex}"
+    status, body = on_port(meshes.direct, path)
+    assert status == 200 and body in COLORS
+    assert answers(meshes.direct, "/tuna/admin", 5) == {"404": 5}
+    seen = answers(meshes.direct, "/tuna", 400)
+    assert set(seen) <= COLORS, seen
+    assert 340 <= seen["tuna-blue"] <= 380, seen
+    proxy = meshes.ray.get_via_proxy
+    assert set(tally(proxy(f"http://tuna.{OCEAN}/tuna") for _ in range(20))) <= COLORS
+    assert tally(proxy(f"http://tuna.{OCEAN}/tuna/admin") for _ in range(3)) == {"404": 3}
+    assert all(e["path"] != path for e in access_log(meshes.gateway))
+
+
+def test_a_peer_port_on_the_task_admin_port_is_rejected_by_the_fetcher(meshes: Meshes) -> None:
+    """shark's PEERS moved onto its own admin port: the configurator publishes, shark's fetcher
+    rejects the version naming the port and NJ_ADMIN_PORT, and Envoy keeps serving shark."""
+    shark = meshes.shark
+    settings = shark_settings(f"{OCEAN}:{shark.admin_port}")
+    update_settings(meshes.cloudmap, meshes.ids["shark-blue"], settings)
+    version = publish(meshes.configurator)
+
+    def rejected() -> list[dict[str, Any]]:
+        lines = (shark.workdir / "fetcher.log").read_text().splitlines()
+        return [json.loads(x) for x in lines if '"release.rejected"' in x]
+
+    wait_for(lambda: any(r["version"] == version for r in rejected()), 30, "the rejection")
+    (entry,) = [r for r in rejected() if r["version"] == version]
+    assert f"on port {shark.admin_port}, which is this task's NJ_ADMIN_PORT" in entry["error"]
+    assert shark.answers("/shark", 5) == {"shark-blue": 5}
