@@ -23,7 +23,6 @@ from pathlib import Path
 
 from sandbox.cloudmap import CloudMapService, Task, create_namespace, register
 from sandbox.moto import free_port
-from tests.cloudmap import list_services_filtered
 from tests.mesh_harness import EnvoyNode, client, configurator, moto_endpoint, publish
 
 FISH, OCEAN = "fish.service.local", "ocean.service.local"
@@ -45,7 +44,7 @@ def timings(port: int, requests: int) -> list[float]:
 
 
 def run(requests: int, workdir: Path) -> None:
-    with moto_endpoint() as endpoint, list_services_filtered():
+    with moto_endpoint() as endpoint:
         sidecar = EnvoyNode(endpoint, "hop", f"{FISH}/shark/blue", workdir / "s")
         gateway = EnvoyNode(endpoint, "hop", f"{OCEAN}/gateway", workdir / "g")
         through, direct = free_port(), free_port()

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
-
-from moto.servicediscovery.responses import ServiceDiscoveryResponse
 
 from sandbox.cloudmap import (
     FISH,
@@ -17,6 +12,7 @@ from sandbox.cloudmap import (
     register,
     update_settings,
 )
+from sandbox.moto import list_services_filtered
 
 __all__ = [
     "FISH",
@@ -95,26 +91,3 @@ def register_fish_mesh(cloudmap: Any, services: int | None = None) -> tuple[str,
     returns the namespace id and each Cloud Map service's id by name."""
     ns_id = create_namespace(cloudmap)
     return ns_id, {svc.name: register(cloudmap, ns_id, svc) for svc in fish_mesh()[:services]}
-
-
-@contextmanager
-def list_services_filtered() -> Iterator[None]:
-    """moto's ListServices ignores ``Filters``; AWS honours ``NAMESPACE_ID``. For the block,
-    moto filters like AWS, in this process (in-process moto and ThreadedMotoServer alike)."""
-    original = ServiceDiscoveryResponse.list_services
-
-    def list_services(self: Any) -> str:
-        filters = json.loads(self.body or "{}").get("Filters") or []
-        wanted = [set(f.get("Values", [])) for f in filters if f.get("Name") == "NAMESPACE_ID"]
-        found = [
-            s.to_json()
-            for s in self.servicediscovery_backend.list_services()
-            if all(s.namespace_id in values for values in wanted)
-        ]
-        return json.dumps({"Services": found})
-
-    ServiceDiscoveryResponse.list_services = list_services  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        ServiceDiscoveryResponse.list_services = original  # type: ignore[method-assign]

@@ -32,7 +32,6 @@ from sandbox.moto import free_port
 from shared.envoy_bin import find_envoy
 from shared.memory_store import MemoryBundleStore
 from tests.backends import Backend
-from tests.cloudmap import list_services_filtered
 from tests.mesh_harness import EnvoyNode, client, configurator, moto_endpoint, publish, tally
 from tests.waiting import wait_for
 
@@ -114,7 +113,7 @@ def meshes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Meshes]:
     }
     nodes: list[EnvoyNode] = []
     try:
-        with moto_endpoint() as endpoint, list_services_filtered():
+        with moto_endpoint() as endpoint:
             shark = EnvoyNode(endpoint, BUCKET, f"{FISH}/shark/blue", workdir / "shark")
             ray = EnvoyNode(endpoint, BUCKET, f"{FISH}/ray/blue", workdir / "ray")
             flush = {"NJ_ENVOY_ARGS": "--file-flush-interval-msec 100"}  # access log lines
