@@ -33,7 +33,8 @@ def q(value: str) -> str:
 
 
 PER_NODE_FIELDS = ("node_id", "service", "color", "service_member")
-"""The only context fields that differ between the sidecars of a namespace.
+"""The only context fields that differ between sidecars with the same ``shared`` context (the
+sidecars of a namespace with the same resolved peers, ``configurator.peers``).
 
 Each is also an attribute of ``NodeContext``; ``NodeContext.context`` is ``shared`` plus these
 fields (a gateway has no ``service`` or ``color``). Nothing else may vary per node: the render
