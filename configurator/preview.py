@@ -12,15 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from configurator.build import NodeValidator, build_mesh
 from configurator.discovery import RawNamespace
 from configurator.errors import ConfiguratorError
 from configurator.mesh_file import load_mesh_file
 from configurator.peers import PEER_PREFIX, peer_cluster_prefix
 from configurator.render import RenderCache, TemplateLibrary
-from configurator.validate import EnvoyValidator
+from configurator.validate import EnvoyValidator, parse_files
 from shared.models import Problem
 
 
@@ -49,7 +47,7 @@ class PeerListener:
 def peer_listeners(files: Mapping[str, bytes]) -> list[PeerListener]:
     """The peer listeners in a node's rendered ``lds.yaml`` (none when it does not parse)."""
     try:
-        doc = yaml.safe_load(files.get("lds.yaml", b""))
+        doc = parse_files({"lds.yaml": files.get("lds.yaml", b"")})[0]["lds.yaml"]
         found = []
         for listener in doc["resources"]:
             name = str(listener.get("name", ""))
@@ -59,7 +57,7 @@ def peer_listeners(files: Mapping[str, bytes]) -> list[PeerListener]:
                 gateway = f"{peer_cluster_prefix(namespace)}gateway"
                 found.append(PeerListener(namespace, port, gateway in _clusters_of(listener)))
         return found
-    except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return []
 
 

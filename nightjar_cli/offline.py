@@ -60,7 +60,7 @@ def render(
     the peer listeners of each sidecar (PEERS) are listed.
 
     \b
-    Examples:
+    Example:
       nightjar render --mesh examples/fish.yaml --out rendered/
       nightjar render --mesh examples/fish.yaml --mesh examples/reef.yaml --out rendered/
     """
