@@ -18,7 +18,8 @@ from typing import Protocol
 from configurator.conventions import NamespaceModel, read_namespace
 from configurator.discovery import RawNamespace
 from configurator.errors import TemplateError
-from configurator.mesh import NodeContext, build_nodes
+from configurator.mesh import NodeContext
+from configurator.peers import MeshDirectory, build_linked_nodes
 from configurator.render import FileSet, RenderCache, TemplateLibrary
 from configurator.validate import Verdict
 from shared.digest import sha256_hex
@@ -97,8 +98,10 @@ def build_mesh(
 ) -> BuiltMesh:
     """Run conventions -> nodes -> render -> validate for every namespace.
 
-    Every namespace is rendered and its distinct file sets submitted for validation before any
-    verdict is awaited, so Envoy checks run in parallel with the rest of the build."""
+    Every namespace is read first, so that sidecars peering with another served namespace
+    (``PEERS``) see it whole (``peers.MeshDirectory``). Every namespace is then rendered and its
+    distinct file sets submitted for validation before any verdict is awaited, so Envoy checks
+    run in parallel with the rest of the build."""
     built = BuiltMesh(namespaces=[raw.name for raw in raw_namespaces])
     builder = _NodeBuilder(templates, validator, cache, previous, max_object_bytes)
     templates.reload()
@@ -108,12 +111,14 @@ def build_mesh(
             read[raw.name] = read_namespace(raw)
         except Exception as err:  # contained: one namespace, reported, kept
             _keep_namespace(raw.name, err, previous, built)
+    directory = MeshDirectory({name: model for name, (model, _) in read.items()}, built.namespaces)
+    digests = {name: sha256_hex(repr(r).encode()) for name, r in read.items()}
     pending = []
     for name, (model, problems) in read.items():
         try:
-            key = _namespace_key(model, problems, templates, max_object_bytes)
+            key = _namespace_key(model, digests, directory, templates, max_object_bytes)
             reused = cache.namespace(key)
-            scratch = reused or _render_namespace(model, problems, builder)
+            scratch = reused or _render_namespace(model, problems, directory, builder)
             pending.append((name, key, scratch, reused))
         except Exception as err:  # contained: one namespace, reported, kept
             _keep_namespace(name, err, previous, built)
@@ -133,12 +138,19 @@ def build_mesh(
 
 
 def _namespace_key(
-    model: NamespaceModel, problems: list[Problem], templates: TemplateLibrary, limit: int
+    model: NamespaceModel,
+    digests: dict[str, str],
+    directory: MeshDirectory,
+    templates: TemplateLibrary,
+    limit: int,
 ) -> str:
-    """Everything a namespace's nodes are built from: its validated model (and the problems
-    found reading it), its templates, the size limit. Equal keys, equal builds."""
-    read = sha256_hex(repr((model, problems)).encode())
-    return f"{read}:{templates.namespace_digest(model.name)}:{limit}"
+    """Everything a namespace's nodes are built from: its validated model and the problems
+    found reading it (``digests``), those of every namespace its colors peer with (absent when
+    not read), its templates, the size limit. Equal keys, equal builds."""
+    peers = sorted({p.namespace.lower() for sc in model.service_colors for p in sc.peers})
+    linked = [(p, digests.get(directory.served.get(p, p), "-")) for p in peers]
+    own = digests[model.name]
+    return f"{own}:{linked}:{templates.namespace_digest(model.name)}:{limit}"
 
 
 @dataclass
@@ -164,13 +176,14 @@ class _Scratch:
 
 
 def _render_namespace(
-    model: NamespaceModel, problems: list[Problem], builder: _NodeBuilder
+    model: NamespaceModel, problems: list[Problem], directory: MeshDirectory, builder: _NodeBuilder
 ) -> _Scratch:
     """Render every node of one namespace and submit what it needs validated."""
     built = BuiltMesh()
     used = builder.cache.record()
     built.problems.extend(problems)
-    candidates = [builder.start(node, built) for node in build_nodes(model, built.problems)]
+    nodes = build_linked_nodes(model, built.problems, directory)
+    candidates = [builder.start(node, built) for node in nodes]
     endpoints = sum(len(sc.endpoints) for sc in model.service_colors)
     kept = [c for c in candidates if c]
     return _Scratch(built, kept, len(model.service_colors), endpoints, used)
@@ -261,6 +274,8 @@ class _NodeBuilder:
 
     def _render(self, node: NodeContext) -> _Candidate:
         """The node's file sets, with the first reason they cannot be published (if any)."""
+        if node.unavailable:
+            return _Candidate(node, (), error=node.unavailable)
         try:
             sets = self.cache.render(self.templates.for_node(node), node)
         except TemplateError as err:

@@ -36,6 +36,17 @@ HOSTS_KEY = "HOSTS"
 HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 HOST_FORM = re.compile(rf"^(?:\*\.)?{HOST_LABEL}(?:\.{HOST_LABEL})*$")
 MAX_HOST_LENGTH = 253
+GATEWAY_KEY = "GATEWAY"
+GATEWAY_ON = {"yes", "true", "enabled", "active", "1"}
+GATEWAY_OFF = {"", "no", "false", "disabled", "inactive", "0"}
+PEERS_KEY = "PEERS"
+# <namespace>:<port>[:direct]; the namespace has the form of a node id part (NAME_RE).
+PEER_FORM = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]{0,254}):([0-9]{1,5})(?::(direct))?\Z")
+MIN_PEER_PORT = 1024
+PEER_RULE = (
+    "accepted form: <namespace>:<port>[:direct], comma-separated, port 1024-65535"
+    " (e.g. ocean.service.local:9101,reef.service.local:9102:direct)"
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,20 @@ class RouteDecl:
 
 
 @dataclass(frozen=True)
+class Peer:
+    """Another mesh a service-color's sidecars reach on a port of their own (``PEERS``)."""
+
+    namespace: str  # lower-case, as written; resolved against the served namespaces later
+    port: int
+    direct: bool = False  # False: through the peer's gateway; True: to its service clusters
+
+    @property
+    def label(self) -> str:
+        """The item as an operator writes it: ``ocean.service.local:9101[:direct]``."""
+        return f"{self.namespace}:{self.port}{':direct' if self.direct else ''}"
+
+
+@dataclass(frozen=True)
 class ServiceColor:
     """One validated service-color of a namespace."""
 
@@ -67,14 +92,24 @@ class ServiceColor:
     endpoints: tuple[Endpoint, ...]
     policies: Policies = DEFAULT_POLICIES
     hosts: tuple[str, ...] = ()  # HOSTS: lower-case host names, sorted, no duplicates
+    peers: tuple[Peer, ...] = ()  # PEERS: in the order written, no duplicate namespace or port
+
+
+@dataclass(frozen=True)
+class GatewayService:
+    """The Cloud Map service holding a namespace's gateway tasks (``GATEWAY=yes``)."""
+
+    name: str  # the Cloud Map service name
+    endpoints: tuple[Endpoint, ...]
 
 
 @dataclass(frozen=True)
 class NamespaceModel:
-    """Every valid service-color of one namespace."""
+    """Every valid service-color of one namespace, and its gateway service if it has one."""
 
     name: str
     service_colors: tuple[ServiceColor, ...]
+    gateway: GatewayService | None = None
 
 
 class _Problems:
@@ -155,7 +190,55 @@ def _read_hosts(value: str, problems: _Problems) -> tuple[str, ...]:
     return hosts
 
 
-_Settings = tuple[str, str, bool, tuple[RouteDecl, ...], Policies, tuple[str, ...]]
+def parse_peers(value: str) -> tuple[tuple[Peer, ...], list[tuple[str, str]]]:
+    """``(valid peers, [(rejected item, why)])`` of a comma-separated PEERS value.
+
+    A later item naming a namespace or a port an earlier one took is rejected too."""
+    peers: list[Peer] = []
+    rejected: list[tuple[str, str]] = []
+    for entry in value.split(","):
+        item = entry.strip()
+        match = PEER_FORM.match(item)
+        if match is None:
+            rejected.append((item, "not <namespace>:<port>[:direct]"))
+            continue
+        namespace, port, direct = match.group(1).lower(), int(match.group(2)), bool(match[3])
+        if not MIN_PEER_PORT <= port <= 65535:
+            rejected.append((item, f"port {port} is not from {MIN_PEER_PORT} to 65535"))
+        elif any(p.namespace == namespace for p in peers):
+            rejected.append((item, f"{namespace} is already a peer"))
+        elif any(p.port == port for p in peers):
+            rejected.append((item, f"port {port} is already taken by another peer"))
+        else:
+            peers.append(Peer(namespace, port, direct))
+    return tuple(peers), rejected
+
+
+def _read_peers(value: str, problems: _Problems) -> tuple[Peer, ...]:
+    peers, rejected = parse_peers(value)
+    for item, why in rejected:
+        problems.add(
+            f"attribute 'PEERS' item {item!r}",
+            f"{why}; {PEER_RULE}; this peer is dropped, the others are kept",
+        )
+    return peers
+
+
+def parse_flag(value: str) -> bool | None:
+    """A GATEWAY flag: True (yes/true/enabled/active/1), False (no/false/.../empty), or None."""
+    flag = value.strip().lower()
+    return True if flag in GATEWAY_ON else False if flag in GATEWAY_OFF else None
+
+
+@dataclass(frozen=True)
+class _Settings:
+    service: str
+    color: str
+    http2: bool
+    routes: tuple[RouteDecl, ...]
+    policies: Policies
+    hosts: tuple[str, ...]
+    peers: tuple[Peer, ...]
 
 
 def _read_settings(attributes: dict[str, str], problems: _Problems) -> _Settings | None:
@@ -172,21 +255,23 @@ def _read_settings(attributes: dict[str, str], problems: _Problems) -> _Settings
         names.append(value)
     http2 = False
     hosts: tuple[str, ...] = ()
+    peers: tuple[Peer, ...] = ()
     routes = []
     for key, value in sorted(attributes.items()):
-        if key in ("SERVICE", "COLOR") or key in POLICY_KEYS or key.startswith(IGNORED_PREFIX):
+        if key in ("SERVICE", "COLOR", GATEWAY_KEY) or key in POLICY_KEYS:
+            continue  # GATEWAY reaches here only when it says "no" (read_namespace)
+        if key.startswith(IGNORED_PREFIX):
             continue
         if key == "HTTP2":
             http2 = _read_http2(value, problems)
-            continue
-        if key == HOSTS_KEY:
+        elif key == HOSTS_KEY:
             hosts = _read_hosts(value, problems)
-            continue
-        decl = _read_route_attribute(key, value, problems)
-        if decl is not None:
+        elif key == PEERS_KEY:
+            peers = _read_peers(value, problems)
+        elif (decl := _read_route_attribute(key, value, problems)) is not None:
             routes.append(decl)
     policies = read_policies(attributes, problems.add)
-    return names[0], names[1], http2, tuple(routes), policies, hosts
+    return _Settings(names[0], names[1], http2, tuple(routes), policies, hosts, peers)
 
 
 def _read_route_attribute(key: str, value: str, problems: _Problems) -> RouteDecl | None:
@@ -245,11 +330,28 @@ def read_service(
     namespace: str, service: RawService, problems: list[Problem]
 ) -> ServiceColor | None:
     """The service-color a Cloud Map service declares, or None (not one, or invalid)."""
-    settings = next((i for i in service.instances if i.id == SETTINGS_INSTANCE), None)
+    settings = settings_of(service)
     if settings is None:
         return None
     found = _Problems(f"{namespace}/{service.name}")
-    parsed = _read_settings(settings.attributes, found)
+    parsed = _read_settings(settings, found)
+    endpoints = _read_endpoints(service, found)
+    problems.extend(found.items)
+    if parsed is None:
+        return None
+    p = parsed
+    return ServiceColor(
+        p.service, p.color, p.http2, p.routes, endpoints, p.policies, p.hosts, p.peers
+    )
+
+
+def settings_of(service: RawService) -> dict[str, str] | None:
+    """The attributes of the service's ``service-settings`` instance, or None."""
+    found = next((i for i in service.instances if i.id == SETTINGS_INSTANCE), None)
+    return None if found is None else found.attributes
+
+
+def _read_endpoints(service: RawService, found: _Problems) -> tuple[Endpoint, ...]:
     endpoints = []
     for instance in service.instances:
         if instance.id == SETTINGS_INSTANCE or instance.health == "UNHEALTHY":
@@ -259,12 +361,43 @@ def read_service(
             found.add(f"instance {instance.id!r}", endpoint + "; the instance gets no traffic")
         else:
             endpoints.append(endpoint)
+    return tuple(sorted(set(endpoints), key=_ep_key))
+
+
+def is_gateway_service(service: RawService) -> bool:
+    """Whether the service's settings carry a GATEWAY key that does not say "no"."""
+    settings = settings_of(service) or {}
+    return GATEWAY_KEY in settings and parse_flag(settings[GATEWAY_KEY]) is not False
+
+
+def read_gateway(
+    namespace: str, service: RawService, problems: list[Problem]
+) -> GatewayService | None:
+    """The gateway service a ``GATEWAY=yes`` service declares, or None (reported) when its
+    settings are not a gateway's: a bad GATEWAY value, or SERVICE/COLOR beside it."""
+    settings = settings_of(service) or {}
+    found = _Problems(f"{namespace}/{service.name}")
+    value = settings.get(GATEWAY_KEY, "")
+    gateway = None
+    if parse_flag(value) is None:
+        found.add(
+            f"attribute 'GATEWAY' = {value!r}",
+            "use yes (this service holds the namespace's gateway tasks) or no; the service is"
+            " skipped",
+        )
+    elif "SERVICE" in settings or "COLOR" in settings:
+        found.add(
+            "attribute 'GATEWAY'",
+            "a gateway service has no SERVICE or COLOR (its tasks run the gateway node); remove"
+            " them or GATEWAY — the service is skipped",
+        )
+    else:
+        for key in sorted(settings):
+            if key != GATEWAY_KEY and not key.startswith(IGNORED_PREFIX):
+                found.add(f"attribute {key!r}", "a gateway service carries only GATEWAY; ignored")
+        gateway = GatewayService(service.name, _read_endpoints(service, found))
     problems.extend(found.items)
-    if parsed is None:
-        return None
-    name, color, http2, routes, policies, hosts = parsed
-    eps = tuple(sorted(set(endpoints), key=_ep_key))
-    return ServiceColor(name, color, http2, routes, eps, policies, hosts)
+    return gateway
 
 
 def _ep_key(endpoint: Endpoint) -> tuple[int, int]:
@@ -281,7 +414,13 @@ def read_namespace(raw: RawNamespace) -> tuple[NamespaceModel, list[Problem]]:
         return NamespaceModel(raw.name, ()), problems
     seen: dict[tuple[str, str], str] = {}
     colors = []
+    gateways: list[GatewayService] = []
     for service in sorted(raw.services, key=lambda s: s.name):
+        if is_gateway_service(service):
+            gateway = read_gateway(raw.name, service, problems)
+            if gateway is not None:
+                gateways.append(gateway)
+            continue
         found = read_service(raw.name, service, problems)
         if found is None:
             continue
@@ -297,4 +436,14 @@ def read_namespace(raw: RawNamespace) -> tuple[NamespaceModel, list[Problem]]:
             continue
         seen[key] = service.name
         colors.append(found)
-    return NamespaceModel(raw.name, tuple(colors)), problems
+    for extra in gateways[1:]:
+        problems.append(
+            Problem(
+                where=f"{raw.name}/{extra.name}",
+                item="attribute 'GATEWAY'",
+                reason=f"the namespace already has the gateway service {gateways[0].name!r}"
+                " (first by name), which is used instead",
+            )
+        )
+    gateway = gateways[0] if gateways else None
+    return NamespaceModel(raw.name, tuple(colors), gateway), problems

@@ -6,6 +6,9 @@ several colors becomes one route with weighted clusters; routes are ordered long
 first, catch-all last. A service with ``HOSTS`` has its routes in a virtual host of its own
 (matched by the request's host, port ignored); every other service shares the ``*`` one.
 
+Sidecars of a color with ``PEERS`` also reach other meshes: ``configurator.peers`` adds their
+listeners and clusters on top of what is built here.
+
 Every string in a context is a JSON scalar (``"\"/tuna\""``): templates insert it with triple
 braces and whatever the string holds, it stays one YAML scalar. Numbers and flags are plain.
 Contexts are documented field by field in docs/templates.md.
@@ -30,7 +33,8 @@ def q(value: str) -> str:
 
 
 PER_NODE_FIELDS = ("node_id", "service", "color", "service_member")
-"""The only context fields that differ between the sidecars of a namespace.
+"""The only context fields that differ between sidecars with the same ``shared`` context (the
+sidecars of a namespace with the same resolved peers, ``configurator.peers``).
 
 Each is also an attribute of ``NodeContext``; ``NodeContext.context`` is ``shared`` plus these
 fields (a gateway has no ``service`` or ``color``). Nothing else may vary per node: the render
@@ -66,7 +70,9 @@ class NodeContext:
     """The template context of one node, and where to look for its template overrides.
 
     ``shared`` is the context without its ``PER_NODE_FIELDS`` and ``digests`` identify it: every
-    sidecar of a namespace has the same ones (the same objects, built once).
+    sidecar of a namespace with the same peers has the same ones (the same objects, built
+    once). ``unavailable`` says why the node cannot be built this cycle (a peer namespace that
+    failed to build): it keeps its previous files.
     """
 
     node_id: str
@@ -75,6 +81,7 @@ class NodeContext:
     color: str | None
     shared: dict[str, Any]
     digests: ContextDigests
+    unavailable: str = ""
 
     @property
     def shared_digest(self) -> str:
@@ -309,6 +316,25 @@ def _header_context(route: _Route) -> dict[str, Any]:
     }
 
 
+def forward_route_context(cluster: str) -> dict[str, Any]:
+    """One catch-all route sending everything to ``cluster`` with no route timeout (the
+    upstream, another mesh's gateway, applies its own) and the default retries."""
+    return _route_context(_Route(CATCH_ALL, False, ((cluster, 1),), policy=RoutePolicy(0)))
+
+
+def route_contexts(
+    vhost: VirtualHost, gateway: bool, cluster_prefix: str = ""
+) -> list[dict[str, Any]]:
+    """The routes of a virtual host as context; on a gateway private routes are blocked (404).
+    ``cluster_prefix`` is put before every cluster name (another mesh's clusters)."""
+    routes = vhost.routes
+    if cluster_prefix:
+        routes = tuple(
+            replace(r, weights=tuple((cluster_prefix + n, w) for n, w in r.weights)) for r in routes
+        )
+    return [_route_context(r, blocked=gateway and r.private) for r in routes]
+
+
 def _route_context(route: _Route, blocked: bool = False) -> dict[str, Any]:
     live = [] if blocked else [(name, weight) for name, weight in route.weights if weight > 0]
     return {
@@ -368,13 +394,19 @@ def _cluster_policy_context(sc: ServiceColor) -> dict[str, Any]:
     return context
 
 
-def _cluster_context(sc: ServiceColor) -> dict[str, Any]:
-    name = cluster_name(sc)
+def cluster_context(
+    sc: ServiceColor, name: str | None = None, peer_namespace: str = ""
+) -> dict[str, Any]:
+    """A cluster of ``sc``'s endpoints, named ``service/color`` unless ``name`` is given (a
+    cluster of another mesh, ``peer_namespace``)."""
+    name = name or cluster_name(sc)
     eds_file = eds_file_name(name)
     return {
         "cluster_name": q(name),
         "service": q(sc.service),
         "color": q(sc.color),
+        "is_peer": bool(peer_namespace),
+        "peer_namespace": q(peer_namespace),
         "uses_http2": sc.http2,
         "has_endpoints": bool(sc.endpoints),
         "endpoints": [
@@ -393,17 +425,59 @@ def _cluster_context(sc: ServiceColor) -> dict[str, Any]:
     }
 
 
+def virtual_host_context(
+    name: str, domains: tuple[str, ...], routes: list[dict[str, Any]], is_default: bool
+) -> dict[str, Any]:
+    """A virtual host as context: its name, host names and route contexts."""
+    return {
+        "virtual_host_name": q(name),
+        "is_default_host": is_default,
+        "domains": [q(domain) for domain in domains],
+        "domain_list": ", ".join(q(domain) for domain in domains),
+        "has_routes": bool(routes),
+        "routes": routes,
+    }
+
+
 def _virtual_host_context(vhost: VirtualHost, gateway: bool) -> dict[str, Any]:
     # A gateway must not serve private paths even when a shorter public prefix covers them
     # (?/tuna/admin under /tuna): they stay in their place in the order, answering 404.
-    routes = [_route_context(r, blocked=gateway and r.private) for r in vhost.routes]
+    routes = route_contexts(vhost, gateway)
+    return virtual_host_context(vhost.name, vhost.domains, routes, vhost.name == DEFAULT_HOST)
+
+
+MAIN_PORT = f"${{{LISTENER_PORT}}}"  # the node's own listener: the fetcher's NJ_LISTENER_PORT
+
+
+def listener_context(
+    name: str,
+    hosts: list[dict[str, Any]],
+    port: str | int = MAIN_PORT,
+    peer: tuple[str, bool] | None = None,
+) -> dict[str, Any]:
+    """A listener as context: ``hosts`` are its virtual host contexts, the default one first;
+    ``peer`` is ``(namespace, direct)`` for a listener reaching another mesh."""
+    visible = hosts[0]["routes"] if hosts else []
+    served = [r for vhost in hosts for r in vhost["routes"] if r["has_clusters"]]
+    peer_namespace, direct = peer or ("", False)
     return {
-        "virtual_host_name": q(vhost.name),
-        "is_default_host": vhost.name == DEFAULT_HOST,
-        "domains": [q(domain) for domain in vhost.domains],
-        "domain_list": ", ".join(q(domain) for domain in vhost.domains),
-        "has_routes": bool(routes),
-        "routes": routes,
+        "listener_name": q(name),
+        "stat_prefix": q(name.replace(":", "-")),
+        "route_config_name": q(f"{name}-routes"),
+        "port": port,
+        "is_peer": peer is not None,
+        "peer_namespace": q(peer_namespace),
+        "peer_mode": q("" if peer is None else "direct" if direct else "gateway"),
+        "is_direct": direct,
+        "has_routes": bool(visible),
+        "routes": visible,
+        "virtual_hosts": hosts,
+        "has_host_routing": len(hosts) > 1,
+        "uses_fault_filter": any(r["has_fault"] for r in served),
+        "uses_rate_limit_filter": any(r["has_rate_limit"] for r in served),
+        # nightjar-mesh's names: the main port is filled per task by the fetcher
+        "has_mesh_port": True,
+        "mesh_port": port,
     }
 
 
@@ -412,30 +486,15 @@ def _shared_context(
 ) -> dict[str, Any]:
     name = "gateway" if gateway else "egress"
     hosts = [_virtual_host_context(vhost, gateway) for vhost in virtual_hosts]
-    visible = hosts[0]["routes"]
-    served = [r for vhost in hosts for r in vhost["routes"] if r["has_clusters"]]
-    clusters = [_cluster_context(sc) for sc in ns.service_colors]
+    clusters = [cluster_context(sc) for sc in ns.service_colors]
     return {
         "namespace": q(ns.name),
         "is_gateway": gateway,
-        "listeners": [
-            {
-                "listener_name": q(name),
-                "stat_prefix": q(name),
-                "route_config_name": q(f"{name}-routes"),
-                "has_routes": bool(visible),
-                "routes": visible,
-                "virtual_hosts": hosts,
-                "has_host_routing": len(hosts) > 1,
-                "uses_fault_filter": any(r["has_fault"] for r in served),
-                "uses_rate_limit_filter": any(r["has_rate_limit"] for r in served),
-                # nightjar-mesh's names: the port is filled per task by the fetcher
-                "has_mesh_port": True,
-                "mesh_port": f"${{{LISTENER_PORT}}}",
-            }
-        ],
+        "listeners": [listener_context(name, hosts)],
         "has_clusters": bool(clusters),
         "clusters": clusters,
+        "has_peers": False,
+        "peers": [],
         # nightjar-mesh's names (schema v1 of its proxy input)
         "network_name": q(ns.name),
         "has_admin_port": True,
@@ -443,13 +502,25 @@ def _shared_context(
     }
 
 
-def build_nodes(ns: NamespaceModel, problems: list[Problem]) -> list[NodeContext]:
+def digest(context: Any) -> str:
+    """The sha256 of a context (or any JSON value), key order aside."""
+    return sha256_hex(json.dumps(context, sort_keys=True).encode())
+
+
+def build_nodes(
+    ns: NamespaceModel,
+    problems: list[Problem],
+    virtual_hosts: list[VirtualHost] | None = None,
+) -> list[NodeContext]:
     """Every node of a namespace: its gateway, then one sidecar per service-color.
 
     The sidecars share one context (same objects) apart from their per-node fields, so building
-    and digesting them costs O(routes + clusters) once, not once per sidecar.
+    and digesting them costs O(routes + clusters) once, not once per sidecar. ``virtual_hosts``
+    are ``split_virtual_hosts(ns, ...)`` when the caller already has them (its problems then
+    are the caller's to report).
     """
-    virtual_hosts = split_virtual_hosts(ns, problems)
+    if virtual_hosts is None:
+        virtual_hosts = split_virtual_hosts(ns, problems)
     gateway = _shared_context(ns, virtual_hosts, True)
     gw = NodeContext(
         gateway_node_id(ns.name), ns.name, None, None, gateway, digest_context(gateway)

@@ -40,8 +40,10 @@ RESOURCE_TYPES = {
     LDS_FILE: ("listeners", "type.googleapis.com/envoy.config.listener.v3.Listener"),
     CDS_FILE: ("clusters", "type.googleapis.com/envoy.config.cluster.v3.Cluster"),
 }
+# Sample ports below 1024, where no PEERS listener can be: Envoy refuses two listeners on one
+# address even in validate mode, and a peer port must not fail for a task value it never meets.
 SAMPLE_TASK_VALUES = task_values(
-    listener_address="127.0.0.1", listener_port=15001, admin_port=9901, config_dir="/etc/nightjar"
+    listener_address="127.0.0.1", listener_port=1000, admin_port=1001, config_dir="/etc/nightjar"
 )
 ASSIGNMENT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 BUNDLE_DIR = f"{SAMPLE_TASK_VALUES[CONFIG_DIR]}/current/"

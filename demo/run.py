@@ -1,5 +1,6 @@
 """The demo: Cloud Map + S3 on a local moto server, real backends, the configurator, a
-fetcher-supervised Envoy gateway, real HTTP through it, and a blue -> green cutover.
+fetcher-supervised Envoy gateway, real HTTP through it, a call from a second mesh through that
+gateway (PEERS), and a blue -> green cutover.
 
 Everything listens on 127.0.0.1 and is torn down on exit, failure or Ctrl-C. ``run_demo``
 returns 0 when every step behaved as expected; the integration test calls it.
@@ -33,9 +34,11 @@ from sandbox.moto import free_port, moto_server
 BIN = Path(sys.executable).parent
 BUCKET = "nightjar-demo"
 GATEWAY = f"{cloudmap.FISH}/gateway"
+REEF = "reef.service.local"  # the second mesh: its coral sidecar reaches fish (PEERS)
+CORAL = f"{REEF}/coral/main"
 REQUESTS = 400
 COLORS = ("tuna-blue", "tuna-green")
-STEPS = 10
+STEPS = 11
 CANARY = {"x-canary": "1"}
 
 
@@ -62,6 +65,7 @@ class Demo:
         self.env: dict[str, str] = {}
         self.listener_port = free_port()
         self.admin_port = free_port()
+        self.coral_port, self.coral_admin, self.peer_port = free_port(), free_port(), free_port()
         self.backends: dict[str, Backend] = {}
         self.ids: dict[str, str] = {}
         self.cloudmap: Any = None
@@ -118,19 +122,23 @@ class Demo:
         return done.stdout
 
     @contextmanager
-    def fetcher(self) -> Iterator[subprocess.Popen[bytes]]:
+    def fetcher(
+        self, node: str = GATEWAY, ports: tuple[int, int] | None = None
+    ) -> Iterator[subprocess.Popen[bytes]]:
+        listener, admin = ports or (self.listener_port, self.admin_port)
+        name = node.split("/", 1)[1].replace("/", "-")
         env = {
             **self.env,
-            "NJ_NODE": GATEWAY,
-            "NJ_CONFIG_DIR": str(self.workdir / "gateway"),
-            "NJ_LISTENER_PORT": str(self.listener_port),
+            "NJ_NODE": node,
+            "NJ_CONFIG_DIR": str(self.workdir / name),
+            "NJ_LISTENER_PORT": str(listener),
             "NJ_LISTENER_ADDRESS": "127.0.0.1",
-            "NJ_ADMIN_PORT": str(self.admin_port),
+            "NJ_ADMIN_PORT": str(admin),
             "NJ_POLL_INTERVAL": "0.5",
             "NJ_DRAIN_SECONDS": "0.2",
             "NJ_ENVOY_LOG_LEVEL": "error",
         }
-        log = (self.workdir / "fetcher.log").open("wb")
+        log = (self.workdir / ("fetcher.log" if node == GATEWAY else f"{name}.log")).open("wb")
         proc = subprocess.Popen(
             [str(BIN / "nightjar-fetcher"), "run"],
             env=env,
@@ -151,14 +159,25 @@ class Demo:
             log.close()
 
     # -- HTTP through Envoy -----------------------------------------------------------------
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
-        url = f"http://127.0.0.1:{self.listener_port}{path}"
-        request = urllib.request.Request(url, headers=headers or {})
+    def get(
+        self, path: str, headers: dict[str, str] | None = None, port: int | None = None
+    ) -> tuple[int, str]:
+        url = f"http://127.0.0.1:{port or self.listener_port}{path}"
+        return self.fetch(urllib.request.Request(url, headers=headers or {}), {})
+
+    @staticmethod
+    def fetch(request: urllib.request.Request, proxies: dict[str, str]) -> tuple[int, str]:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
+            with opener.open(request, timeout=5) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as err:
             return err.code, ""
+
+    def via_coral(self, url: str) -> tuple[int, str]:
+        """``url`` fetched with coral's sidecar as the HTTP proxy (what HTTP_PROXY does)."""
+        proxy = {"http": f"http://127.0.0.1:{self.coral_port}"}
+        return self.fetch(urllib.request.Request(url), proxy)
 
     def wait_for(self, check: Callable[[], bool], timeout: float, what: str) -> float:
         started = time.monotonic()
@@ -172,11 +191,15 @@ class Demo:
         raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what}")
 
     def split(
-        self, n: int = REQUESTS, path: str = "/tuna", headers: dict[str, str] | None = None
+        self,
+        n: int = REQUESTS,
+        path: str = "/tuna",
+        headers: dict[str, str] | None = None,
+        port: int | None = None,
     ) -> Counter[str]:
         seen: Counter[str] = Counter()
         for _ in range(n):
-            status, body = self.get(path, headers)
+            status, body = self.get(path, headers, port)
             seen[body if status == 200 else f"HTTP {status}"] += 1
         return seen
 
@@ -231,6 +254,42 @@ class Demo:
         self.say("    salmon-blue /salmon=1")
         self.say("    flaky-blue  /flaky=1  RETRIES='2 on=5xx'   (a backend failing every other")
         self.say("    raw-blue    /raw=1                        request, behind both paths)")
+        self.register_reef(ns_id)
+
+    def register_reef(self, fish_id: str) -> None:
+        """fish's gateway service (its one task: the demo's gateway Envoy) and a second mesh,
+        reef, whose coral sidecar reaches fish through that gateway on its own port."""
+        gateway = cloudmap.CloudMapService(
+            "fish-gateway",
+            {"GATEWAY": "yes"},
+            [cloudmap.Task("127.0.0.1", str(self.listener_port))],
+        )
+        cloudmap.register(self.cloudmap, fish_id, gateway)
+        peers = f"{cloudmap.FISH}:{self.peer_port}"
+        coral = {"SERVICE": "coral", "COLOR": "main", "/coral": "1", "PEERS": peers}
+        reef_id = cloudmap.create_namespace(self.cloudmap, REEF)
+        cloudmap.register(self.cloudmap, reef_id, cloudmap.CloudMapService("coral-main", coral))
+        self.say("    fish-gateway GATEWAY=yes                  (the gateway's task)")
+        self.say(f"    {REEF}: coral-main  PEERS={peers}")
+
+    def configure(self) -> str:
+        """One configurator cycle serving both meshes (a peer must be served by it)."""
+        namespaces = ("--namespace", cloudmap.FISH, "--namespace", REEF)
+        return self.run_cli("nightjar-configurator", "once", *namespaces)
+
+    def cross_mesh(self) -> None:
+        """coral's peer port and its own listener (as HTTP proxy) reach fish's public paths
+        through fish's gateway; fish's private path stays refused."""
+        port = self.peer_port
+        self.wait_for(lambda: self.get("/tuna", port=port)[0] == 200, 60, "coral's peer listener")
+        seen = self.split(100, port=port)
+        self.say(f"    127.0.0.1:{port}/tuna (coral's peer port) x 100   -> {dict(seen)}")
+        status, body = self.via_coral(f"http://tuna.{cloudmap.FISH}/tuna")
+        self.say(f"    HTTP_PROXY=coral, GET http://tuna.{cloudmap.FISH}/tuna -> {status} {body}")
+        private, _ = self.get("/tuna/admin", port=port)
+        self.say(f"    private path /tuna/admin from reef: HTTP {private}")
+        if set(seen) - set(COLORS) or status != 200 or body not in COLORS or private != 404:
+            raise DemoFailed(f"cross-mesh calls misbehaved: {dict(seen)}, {status}, {private}")
 
     def close_backends(self) -> None:
         for backend in self.backends.values():
@@ -247,16 +306,13 @@ class Demo:
             self.register_mesh()
 
             self.step("running one configurator cycle")
-            self.say(
-                "    "
-                + self.run_cli(
-                    "nightjar-configurator", "once", "--namespace", cloudmap.FISH
-                ).strip()
-            )
+            self.say("    " + self.configure().strip())
             v1 = self.run_cli("nightjar", "status", "--json")
 
             self.step("starting nightjar-fetcher (gateway node) with a real Envoy")
             stack.enter_context(self.fetcher())
+            coral = (self.coral_port, self.coral_admin)
+            stack.enter_context(self.fetcher(CORAL, coral))  # starts meanwhile, for step 6
             took = self.wait_for(lambda: self.get("/ping")[0] == 200, 60, "Envoy to serve /ping")
             self.say(f"    Envoy answers on 127.0.0.1:{self.listener_port} after {took:.1f}s")
 
@@ -276,6 +332,9 @@ class Demo:
             if canary != Counter({"tuna-green": 100}):
                 raise DemoFailed(f"canary requests reached {dict(canary)}, expected green only")
 
+            self.step(f"another mesh: {REEF}'s coral sidecar calls fish through its gateway")
+            self.cross_mesh()
+
             self.step("retries masking a backend that fails every other request")
             raw, retried = self.split(200, "/raw"), self.split(200, "/flaky")
             for label, seen in (
@@ -292,12 +351,7 @@ class Demo:
                 self.cloudmap, self.ids["tuna-green"], tuna_settings("green", 100)
             )
             started = time.monotonic()
-            self.say(
-                "    "
-                + self.run_cli(
-                    "nightjar-configurator", "once", "--namespace", cloudmap.FISH
-                ).strip()
-            )
+            self.say("    " + self.configure().strip())
             self.wait_for(lambda: set(self.split(20)) == {"tuna-green"}, 60, "the new split")
             self.say(
                 f"    Envoy served the new split {time.monotonic() - started:.1f}s after the "

@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from envoy_fetcher.cache import ObjectCache
-from envoy_fetcher.errors import BundleRejectedError
+from envoy_fetcher.envoy import port_conflicts
+from envoy_fetcher.errors import BundleRejectedError, ListenerPortError
 from shared.errors import StoreError
-from shared.models import REQUIRED_FILES, NodeFiles, VersionIndex
-from shared.placeholders import fill_placeholders
+from shared.models import LDS_FILE, REQUIRED_FILES, NodeFiles, VersionIndex
+from shared.placeholders import ADMIN_PORT, LISTENER_PORT, fill_placeholders
 from shared.store import BundleStore
 
 
@@ -62,8 +63,10 @@ def download_release(
     max_bytes: int,
     values: Mapping[str, str | int],
 ) -> Download:
-    """The node's verified files with per-task values filled in."""
+    """The node's verified files with per-task values filled in; ListenerPortError when its
+    listeners need this task's listener or admin port."""
     raw, fetched = fetch_files(store, cache, version, files, max_bytes)
+    refuse_port_conflicts(raw, values, version)
     filled = fill_task_values(raw, values, version)
     nbytes = sum(len(raw[name]) for name in fetched)
     return Download(version, filled, digests_of(files), len(fetched), nbytes)
@@ -112,3 +115,16 @@ def fill_task_values(
         except UnicodeDecodeError as err:
             raise BundleRejectedError(f"{name} is not UTF-8 text", version=version) from err
     return filled
+
+
+def refuse_port_conflicts(
+    files: dict[str, bytes], values: Mapping[str, str | int], version: str
+) -> None:
+    """ListenerPortError naming the first listener whose port this task already uses."""
+    try:
+        lds = files.get(LDS_FILE, b"").decode()
+    except UnicodeDecodeError:
+        return  # fill_task_values refuses it
+    conflicts = port_conflicts(lds, int(values[LISTENER_PORT]), int(values[ADMIN_PORT]))
+    if conflicts:
+        raise ListenerPortError(conflicts[0], version=version)

@@ -44,6 +44,14 @@ CANNOT_BIND = re.compile(r"cannot bind '([^']+)'")
 STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
 BACKOFF_CAP = 30.0  # longest wait between restarts of a dying Envoy
 
+# A listener's port in lds.yaml as published: a literal number (a peer listener's), or the
+# ${NJ_LISTENER_PORT} placeholder (the node's own listener), in block or flow YAML or JSON.
+PORT_VALUE = re.compile(
+    r"""["']?port_value["']?\s*:\s*["']?(\$\{NJ_LISTENER_PORT\}|[0-9]{1,5}(?![0-9]))"""
+)
+LISTENER_NAME = re.compile(r"""\bname["']?\s*:\s*["']?([^"'\s,}]+)""")
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+
 # What Envoy said about a swap; "unconfirmed" when no Envoy was running to ask.
 Verdict = Literal["accepted", "rejected", "timeout", "unconfirmed"]
 REJECTED_REASON = "envoy rejected the listeners or clusters (update_rejected counter)"
@@ -80,6 +88,28 @@ class Proxy(Protocol):
 
     def stop(self, drain_seconds: float) -> int | None:
         """Drain for ``drain_seconds``, stop, and return the exit code (None: never started)."""
+
+
+def port_conflicts(lds: str, listener_port: int, admin_port: int) -> list[str]:
+    """Why the listeners of a published ``lds.yaml`` cannot all bind in this task: a literal
+    port (a ``PEERS`` listener) equal to this task's admin port, or equal to its listener
+    port while the file also binds ``${NJ_LISTENER_PORT}``. Envoy would refuse either (the
+    address is taken); said here first, with the setting to change."""
+    found = []
+    main = any(m.group(1).startswith("$") for m in PORT_VALUE.finditer(lds))
+    taken = {admin_port: "NJ_ADMIN_PORT"} | ({listener_port: "NJ_LISTENER_PORT"} if main else {})
+    for chunk in lds.split(LISTENER_TYPE)[1:] or [lds]:
+        name = LISTENER_NAME.search(chunk)
+        for match in PORT_VALUE.finditer(chunk):
+            port = match.group(1)
+            if port.isdigit() and int(port) in taken:
+                who = f"listener {name.group(1)!r}" if name else "a listener"
+                found.append(
+                    f"lds.yaml puts {who} on port {port}, which is this task's"
+                    f" {taken[int(port)]}: change that PEERS port in Cloud Map or"
+                    f" {taken[int(port)]}"
+                )
+    return found
 
 
 def node_cluster(node: str) -> str:

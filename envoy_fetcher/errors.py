@@ -18,6 +18,11 @@ class BundleRejectedError(FetcherError):
         self.key = key
 
 
+class ListenerPortError(BundleRejectedError):
+    """A version's listeners need a port this task already uses (its listener or admin port):
+    the version is refused for good on this task (never retried)."""
+
+
 class ReleaseError(FetcherError):
     """A release cannot be staged or swapped (bad version id or file name, release not staged)."""
 

@@ -18,7 +18,7 @@ from typing import Literal
 from envoy_fetcher.cache import ObjectCache
 from envoy_fetcher.download import Download, digests_of, download_release, node_files
 from envoy_fetcher.envoy import REJECTED_REASON, Proxy, Verdict
-from envoy_fetcher.errors import BundleRejectedError
+from envoy_fetcher.errors import BundleRejectedError, ListenerPortError
 from envoy_fetcher.lineage import check_signed, older_versions
 from envoy_fetcher.metrics import FetcherMetrics
 from envoy_fetcher.release import ReleaseDir
@@ -212,7 +212,10 @@ class Fetcher:
         if current and applied == digests_of(files):
             self._record(manifest.version, current)
             return Step("unchanged", manifest.version, "node files identical")
-        download = self._stage(manifest.version, files)
+        try:
+            download = self._stage(manifest.version, files)
+        except ListenerPortError as err:
+            return self._refuse_ports(index, files, current is None, err, vlog)
         verdict = self._swap_and_confirm(download.version, current, vlog)
         if verdict == "rejected":
             if current is None:  # a dark start: nothing older on disk to go back to
@@ -260,8 +263,31 @@ class Fetcher:
         vlog.error("release.rolled_back", restored=previous, reason=reason)
         return "rejected"
 
+    def _refuse_ports(
+        self,
+        index: VersionIndex,
+        files: NodeFiles,
+        dark: bool,
+        err: ListenerPortError,
+        vlog: EventLogger,
+    ) -> Step:
+        """A version whose listeners need this task's listener or admin port is rejected for
+        good (it is never retried); on a dark start an older version is served instead."""
+        reason = str(err)
+        vlog.error("release.rejected", error=reason, at="listener ports")
+        self.state.bad_versions[index.version] = reason
+        self._note_release("rejected", index.version)
+        self.note_error(f"{index.version}: {reason}")
+        if dark:
+            return self._fall_back(index, digests_of(files), vlog, reason)
+        return Step("rejected", index.version, reason)
+
     def _fall_back(
-        self, rejected: VersionIndex, digests: dict[str, str], vlog: EventLogger
+        self,
+        rejected: VersionIndex,
+        digests: dict[str, str],
+        vlog: EventLogger,
+        reason: str = REJECTED,
     ) -> Step:
         """Envoy refused the current version at boot: serve the newest older version in its
         parent chain that Envoy accepts, and say so (the current one stays marked bad)."""
@@ -276,14 +302,14 @@ class Fetcher:
                 vlog.warning("release.fallback_skipped", candidate=older.version, error=str(err))
                 continue
             if self._swap_and_confirm(download.version, None, vlog) != "rejected":
-                return self._fell_back(rejected.version, older.version, vlog)
-        detail = f"{REJECTED}; no older version in its parent chain is accepted: serving nothing"
+                return self._fell_back(rejected.version, older.version, vlog, reason)
+        detail = f"{reason}; no older version in its parent chain is accepted: serving nothing"
         vlog.error("release.dark", reason=detail)
         self.note_error(f"{rejected.version}: {detail}")
         return Step("rejected", rejected.version, detail)
 
-    def _fell_back(self, rejected: str, older: str, vlog: EventLogger) -> Step:
-        detail = f"{REJECTED}; serving the older version {older} instead"
+    def _fell_back(self, rejected: str, older: str, vlog: EventLogger, reason: str) -> Step:
+        detail = f"{reason}; serving the older version {older} instead"
         self.state.applied_version, self.state.release = older, older
         self.state.applied_at = self.clock()
         self.note_error(f"{rejected}: {detail}")

@@ -36,10 +36,11 @@ def _preview(command: str) -> ModuleType:
 @click.command()
 @click.option(
     "--mesh",
-    "mesh_file",
+    "mesh_files",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
-    help="YAML mesh description (docs/cli.md)",
+    multiple=True,
+    help="YAML mesh description (docs/cli.md); repeat it to serve several meshes together",
 )
 @click.option(
     "--out",
@@ -54,17 +55,25 @@ def _preview(command: str) -> ModuleType:
 )
 @click.pass_obj
 @expected_errors
-def render(obj: OperatorContext, mesh_file: Path, out: Path, templates_dir: Path | None) -> None:
-    """Render every node of a mesh file offline (no AWS), validated like the configurator.
+def render(
+    obj: OperatorContext, mesh_files: tuple[Path, ...], out: Path, templates_dir: Path | None
+) -> None:
+    """Render every node of mesh files offline (no AWS), validated like the configurator;
+    the peer listeners of each sidecar (PEERS) are listed.
 
     \b
     Example:
       nightjar render --mesh examples/fish.yaml --out rendered/
+      nightjar render --mesh examples/fish.yaml --mesh examples/reef.yaml --out rendered/
     """
     render_mesh_file = _preview("render").render_mesh_file
-    rendered = render_mesh_file(mesh_file, templates_dir, find_envoy(obj.settings().envoy_bin))
+    envoy = find_envoy(obj.settings().envoy_bin)
+    rendered = render_mesh_file(list(mesh_files), templates_dir, envoy)
     write_rendered(rendered, out)
     click.echo(f"rendered {len(rendered.node_ids)} node(s) into {out}")
+    for node, listeners in sorted(rendered.peer_listeners.items()):
+        for listener in listeners:
+            click.echo(f"peer listener: {node}: {listener.describe()}")
     for problem in rendered.problems:
         click.echo(f"problem: {problem.where}: {problem.item}: {problem.reason}", err=True)
 

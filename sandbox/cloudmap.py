@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +28,10 @@ class CloudMapService:
 
 
 def create_namespace(client: Any, name: str = FISH) -> str:
-    """Create a private DNS namespace and return its id."""
-    client.create_private_dns_namespace(Name=name, Vpc="vpc-12345678")
+    """Create a private DNS namespace and return its id (each in a VPC of its own: moto
+    allows one private DNS namespace per VPC, AWS one per domain name)."""
+    vpc = f"vpc-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    client.create_private_dns_namespace(Name=name, Vpc=vpc)
     for ns in client.list_namespaces()["Namespaces"]:
         if ns["Name"] == name:
             return str(ns["Id"])

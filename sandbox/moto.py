@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from moto.server import ThreadedMotoServer
+from moto.servicediscovery.responses import ServiceDiscoveryResponse
 
 
 def free_port() -> int:
@@ -21,7 +24,8 @@ def free_port() -> int:
 def moto_server() -> Iterator[str]:
     """A moto HTTP server on 127.0.0.1 for the block, started empty; yields its URL.
 
-    moto keeps its backends in process-wide state, so the server is reset before use.
+    moto keeps its backends in process-wide state, so the server is reset before use. Its
+    ListServices filters by namespace as AWS does (``list_services_filtered``).
     """
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
@@ -29,6 +33,32 @@ def moto_server() -> Iterator[str]:
     url = f"http://{host}:{port}"
     urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
     try:
-        yield url
+        with list_services_filtered():
+            yield url
     finally:
         server.stop()
+
+
+@contextmanager
+def list_services_filtered() -> Iterator[None]:
+    """moto's ListServices ignores ``Filters``, while AWS honours ``NAMESPACE_ID`` (and its
+    answer carries no namespace id to filter on afterwards): with two namespaces, moto would
+    hand each one the other's services. For the block, moto filters like AWS, in this process
+    (in-process ``mock_aws`` and ``ThreadedMotoServer`` alike); nightjar's code is unchanged."""
+    original = ServiceDiscoveryResponse.list_services
+
+    def list_services(self: Any) -> str:
+        filters = json.loads(self.body or "{}").get("Filters") or []
+        wanted = [set(f.get("Values", [])) for f in filters if f.get("Name") == "NAMESPACE_ID"]
+        found = [
+            s.to_json()
+            for s in self.servicediscovery_backend.list_services()
+            if all(s.namespace_id in values for values in wanted)
+        ]
+        return json.dumps({"Services": found})
+
+    ServiceDiscoveryResponse.list_services = list_services  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ServiceDiscoveryResponse.list_services = original  # type: ignore[method-assign]

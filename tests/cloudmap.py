@@ -12,6 +12,7 @@ from sandbox.cloudmap import (
     register,
     update_settings,
 )
+from sandbox.moto import list_services_filtered
 
 __all__ = [
     "FISH",
@@ -19,6 +20,7 @@ __all__ = [
     "Task",
     "create_namespace",
     "fish_mesh",
+    "list_services_filtered",
     "register",
     "register_fish_mesh",
     "update_settings",

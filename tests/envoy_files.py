@@ -97,3 +97,14 @@ def rejected_lds() -> bytes:
     return json.dumps(
         {"resources": [{"@type": LISTENER, "name": "ingress", "no_such_field": 1}]}
     ).encode()
+
+
+def peer_lds(routes: dict[str, str], peer_port: int) -> bytes:
+    """``lds(routes)`` plus a peer listener (``PEERS``) on the literal port ``peer_port``."""
+    doc = json.loads(lds(routes).decode().replace("${NJ_LISTENER_PORT}", "0"))
+    peer = json.loads(json.dumps(doc["resources"][0]))
+    peer["name"] = "peer:ocean.service.local"
+    peer["address"]["socket_address"]["port_value"] = peer_port
+    doc["resources"].append(peer)
+    text = json.dumps(doc, indent=1).replace('"port_value": 0', '"port_value": ${NJ_LISTENER_PORT}')
+    return text.encode()

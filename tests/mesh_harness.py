@@ -72,9 +72,17 @@ def publish(configurator: Configurator) -> str:
 class EnvoyNode:
     """``nightjar-fetcher run`` for one node: it supervises a real Envoy on loopback."""
 
-    def __init__(self, endpoint: str, bucket: str, node: str, workdir: Path) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        bucket: str,
+        node: str,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.endpoint, self.bucket, self.node = endpoint, bucket, node
         self.workdir = workdir
+        self.extra_env = env or {}  # more NJ_* settings for this fetcher
         self.port = free_port()
         self.admin_port = free_port()
         self.proc: subprocess.Popen[str] | None = None
@@ -96,6 +104,7 @@ class EnvoyNode:
             "NJ_DRAIN_SECONDS": "0",
             "NJ_LOG_FORMAT": "json",
             "NJ_ENVOY_LOG_LEVEL": "error",
+            **self.extra_env,
         }
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log = (self.workdir / "fetcher.log").open("w")

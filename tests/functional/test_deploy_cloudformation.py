@@ -4,9 +4,10 @@ The worked example (docs/deploy.md: bundle store, the fish.service.local mesh, t
 configurator, tuna blue and green, the gateway) is deployed to moto's CloudFormation
 in-process, then the S3 bucket, IAM roles and ECS services are read back through the APIs.
 moto's CloudFormation implements neither ``AWS::ServiceDiscovery::*``, nor
-``AWS::S3::BucketPolicy``, nor ``AWS::EC2::SecurityGroupEgress``, and records only part of some
-resources' properties: what it lacks is left out of the deployment (references to a left-out
-resource stand in for fixed ids) and asserted from the templates themselves.
+``AWS::S3::BucketPolicy``, nor ``AWS::EC2::SecurityGroupEgress``, lists a resource whose
+``Condition`` is false without a logical id, and records only part of some resources'
+properties: what it lacks is left out of the deployment (references to a left-out resource
+stand in for fixed ids) and asserted from the templates themselves.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def for_moto(node: Any) -> Any:
             k: for_moto(v)
             for k, v in node.items()
             if not (isinstance(v, dict) and str(v.get("Type", "")).startswith(NOT_IN_MOTO))
+            and not (isinstance(v, dict) and "Type" in v and "Condition" in v)
         }
         if kept.get("DependsOn") == "ServiceSettings":
             del kept["DependsOn"]
@@ -117,7 +119,12 @@ def example() -> Iterator[dict[str, Any]]:
                 Weight=weight,
             )
         gateway = account.deploy(
-            "fish-gateway", "gateway.yaml", **fetcher, VpcId=vpc, LoadBalancerSubnets=subnets
+            "fish-gateway",
+            "gateway.yaml",
+            **fetcher,
+            VpcId=vpc,
+            LoadBalancerSubnets=subnets,
+            NamespaceId=STAND_INS["Namespace"],
         )
         yield {"store": store, "gateway": gateway}
 
@@ -335,3 +342,35 @@ def test_template_policies_are_the_deploy_iam_documents() -> None:
     for name, action in optional.items():  # signed bundles are opt-in: no template grants them
         doc = json.loads((ROOT / "deploy" / "iam" / name).read_text())
         assert [a for st in doc["Statement"] for a in st["Action"]] == [action], name
+
+
+def test_gateway_registers_its_tasks_as_the_mesh_gateway_service_in_cloud_map(
+    example: dict[str, Any],
+) -> None:
+    """The gateway's ECS service registers each task (SRV, the fetcher's listener port) in a
+    Cloud Map service whose service-settings say GATEWAY=yes and nothing else; a peer mesh's
+    security group may reach the listener port. moto has no Cloud Map in CloudFormation and
+    keeps no registries on a service it creates: the stack deploys, the rest is the template's.
+    """
+    assert ecs_task("fish-gateway")["service"]["desiredCount"] == 2
+    resources = template("gateway.yaml")["Resources"]
+    (registered,) = resources["Service"]["Properties"]["ServiceRegistries"]
+    assert registered == {
+        "RegistryArn": {"Fn::GetAtt": ["Discovery", "Arn"]},
+        "ContainerName": "fetcher",
+        "ContainerPort": {"Ref": "ListenerPort"},
+    }
+    discovery = resources["Discovery"]["Properties"]
+    assert discovery["DnsConfig"]["DnsRecords"] == [{"Type": "SRV", "TTL": 10}]
+    assert discovery["NamespaceId"] == {"Ref": "NamespaceId"}
+    settings = resources["ServiceSettings"]["Properties"]
+    assert (settings["InstanceId"], settings["ServiceId"]) == (
+        "service-settings",
+        {"Ref": "Discovery"},
+    )
+    attributes = settings["InstanceAttributes"]
+    assert attributes["GATEWAY"] == "yes" and not {"SERVICE", "COLOR"} & set(attributes)
+    peer = resources["PeerToGateway"]
+    assert peer["Condition"] == "HasPeer"
+    assert peer["Properties"]["SourceSecurityGroupId"] == {"Ref": "PeerSecurityGroupId"}
+    assert peer["Properties"]["FromPort"] == {"Ref": "ListenerPort"}

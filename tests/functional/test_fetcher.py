@@ -25,7 +25,7 @@ from shared.s3_store import S3BundleStore
 from shared.store import BundleStore
 from tests.bundles import later, manifest_for, store_version
 from tests.conftest import BUCKET
-from tests.envoy_files import cds, lds
+from tests.envoy_files import cds, lds, peer_lds
 from tests.fakes import FakeProxy
 from tests.faults import RequestCounter, tamper, with_unchecked_file
 
@@ -367,3 +367,52 @@ def test_run_without_an_envoy_binary_says_what_to_set(
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     assert "NJ_ENVOY_BIN" in result.output and "--no-envoy" in result.output
+
+
+@pytest.mark.parametrize(
+    ("port", "setting"), [(15001, "NJ_LISTENER_PORT"), (9901, "NJ_ADMIN_PORT")]
+)
+def test_a_peer_listener_on_the_task_listener_or_admin_port_is_a_rejected_release(
+    tmp_path: Path, port: int, setting: str
+) -> None:
+    """A version whose PEERS listener needs this task's listener (15001) or admin (9901) port is
+    rejected for good with a sentence naming the listener, the port and the setting: the
+    current release keeps serving, the version is not retried, health reports it."""
+    store = MemoryBundleStore()
+    good = publish(store, 1, bundle("blue"))
+    proxy = FakeProxy()
+    f = fetcher(store, tmp_path, proxy)
+    assert f.poll_once().result == "applied"
+    files = bundle("blue")
+    files[NODE]["lds.yaml"] = peer_lds({"/": "blue"}, port)
+    bad = publish(store, 2, files)
+    step = f.poll_once()
+    assert (step.result, step.version) == ("rejected", bad)
+    assert step.detail == (
+        f"lds.yaml puts listener 'peer:ocean.service.local' on port {port}, which is this task's"
+        f" {setting}: change that PEERS port in Cloud Map or {setting}"
+    )
+    assert f.serving() == good and f.state.bad_versions[bad] == step.detail
+    swaps = proxy.swaps
+    assert f.state.last_release == "rejected"
+    assert f.poll_once().result == "not_modified"  # never retried
+    assert proxy.swaps == swaps  # Envoy never saw the version
+    files[NODE]["lds.yaml"] = peer_lds({"/": "blue"}, 9101)  # a free port: applied
+    fixed = publish(store, 3, files)
+    assert (f.poll_once().result, f.serving()) == ("applied", fixed)
+
+
+def test_a_dark_start_on_a_port_conflict_serves_the_parent_version(tmp_path: Path) -> None:
+    """No release on disk and the current version needs the admin port: the fetcher serves the
+    newest version of its parent chain without the conflict, and says why."""
+    store = MemoryBundleStore()
+    good = publish(store, 1, bundle("blue"))
+    files = bundle("blue")
+    files[NODE]["lds.yaml"] = peer_lds({"/": "blue"}, 9901)
+    index, ref = store_version(store, files, later(2), parent=good)
+    read = store.read_manifest()
+    store.swap_manifest(manifest_for(index, ref), read.etag if read else None)
+    f = fetcher(store, tmp_path)
+    step = f.poll_once()
+    assert (step.result, step.version, f.serving()) == ("rejected", index.version, good)
+    assert "NJ_ADMIN_PORT" in step.detail and f"serving the older version {good}" in step.detail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import re
 
@@ -15,8 +16,12 @@ def test_the_demo_runs_every_step_and_tears_down() -> None:
     code = run_demo(out)
     text = out.getvalue()
     assert code == 0, text
-    assert [int(n) for n in re.findall(r"^\[(\d+)/10\]", text, re.M)] == list(range(1, 11))
+    assert [int(n) for n in re.findall(r"^\[(\d+)/11\]", text, re.M)] == list(range(1, 12))
     assert "with x-canary: 1    -> {'tuna-green': 100}" in text
+    peer = re.search(r"\(coral's peer port\) x 100   -> (\{.*\})", text)
+    assert peer is not None and set(ast.literal_eval(peer.group(1))) <= {"tuna-blue", "tuna-green"}
+    assert re.search(r"GET http://tuna\.fish\.service\.local/tuna -> 200 tuna-(blue|green)", text)
+    assert "private path /tuna/admin from reef: HTTP 404" in text
     retried = re.search(r"/flaky \(RETRIES=2 on=5xx\)\s+-> (\d+) x 200", text)
     assert retried is not None and int(retried.group(1)) >= 198
     assert "private path /tuna/admin through the gateway: HTTP 404" in text

@@ -139,3 +139,26 @@ def test_render_and_validate_offline(envoy: Path, tmp_path: Path) -> None:
     (out / FISH / "gateway" / "cds.yaml").write_text("resources: [{'@type': nope}]\n")
     bad = CliRunner().invoke(main, ["validate", str(out)])
     assert bad.exit_code == 1 and f"FAIL  {FISH}/gateway" in bad.stdout
+
+
+def test_render_two_meshes_shows_the_peer_listeners(envoy: Path, tmp_path: Path) -> None:
+    """fish and reef rendered together: reef's sidecars get their peer listeners (listed by
+    render, one through fish's gateway, one direct), and Envoy accepts all 8 nodes."""
+    out = tmp_path / "out"
+    meshes = [
+        "--mesh",
+        str(ROOT / "examples/fish.yaml"),
+        "--mesh",
+        str(ROOT / "examples/reef.yaml"),
+    ]
+    result = CliRunner().invoke(main, ["render", *meshes, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:] == [
+        "peer listener: reef.service.local/clam/blue: port 9102 -> fish.service.local (direct)",
+        "peer listener: reef.service.local/coral/main: port 9101 -> fish.service.local"
+        " (through fish.service.local's gateway)",
+    ]
+    ok = CliRunner().invoke(main, ["validate", str(out)])
+    assert ok.exit_code == 0 and ok.stdout.count("ok    ") == 8
+    twice = CliRunner().invoke(main, ["render", *meshes, "--mesh", meshes[1], "--out", str(out)])
+    assert twice.exit_code == 1 and "namespace fish.service.local is already" in twice.output

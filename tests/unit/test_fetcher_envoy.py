@@ -16,6 +16,7 @@ from envoy_fetcher.envoy import (
     bootstrap,
     judge,
     parse_counters,
+    port_conflicts,
     restart_delay,
 )
 from envoy_fetcher.errors import EnvoyError
@@ -284,3 +285,31 @@ def test_swap_is_judged_against_the_counters_read_before_it() -> None:
         admin.answers[:] = [counters(lds_success=5, cds_success=5)]
 
     assert proc.confirm_swap(swap, 1.0) == "accepted"
+
+
+MAIN = 'name: "egress"\n  address: {socket_address: {port_value: ${NJ_LISTENER_PORT}}}\n'
+PEER = '- "@type": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: "peer:b"\n'
+
+
+@pytest.mark.parametrize(
+    ("lds", "found"),
+    [
+        (MAIN + PEER + "  port_value: 9101\n", []),
+        (MAIN + PEER + "  port_value: 8080\n", ["'peer:b' on port 8080", "NJ_LISTENER_PORT"]),
+        (
+            MAIN + PEER + "  address: {port_value: 9901}\n",
+            ["'peer:b' on port 9901", "NJ_ADMIN_PORT"],
+        ),
+        ('{"name": "x", "port_value": 9901}', ["listener 'x' on port 9901"]),
+        ('{"name": "x", "port_value": 8080}', []),  # no ${NJ_LISTENER_PORT}: nothing to clash
+        (MAIN + PEER + "  port_value: 80801\n", []),
+    ],
+)
+def test_port_conflicts_name_the_listener_the_port_and_the_setting(
+    lds: str, found: list[str]
+) -> None:
+    """A literal listener port equal to NJ_ADMIN_PORT, or to NJ_LISTENER_PORT while the file
+    binds ${NJ_LISTENER_PORT} too, is a conflict (block, flow or JSON); nothing else is."""
+    conflicts = port_conflicts(lds, listener_port=8080, admin_port=9901)
+    assert len(conflicts) == (1 if found else 0)
+    assert all(part in conflicts[0] for part in found)
