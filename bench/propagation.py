@@ -3,9 +3,12 @@
 Everything is real and on loopback: a moto server (S3 + Cloud Map), ``nightjar-configurator
 run`` and ``nightjar-fetcher run`` (supervising Envoy) as processes, two HTTP backends
 (``sandbox.backends``) answering ``blue`` and ``green``. The route ``/tuna`` flips between
-blue 100 / green 0 and blue 0 / green 100; a probe sends a request through the gateway Envoy
-every few milliseconds (a new connection each), so the first answer from the other backend
-marks the moment the new weights are served.
+blue 100 / green 0 and blue 0 / green 100, and flip ``n``'s winner also declares
+``/flip-<n>``, a path only the new version routes. A probe asks for that path through the
+gateway Envoy every few milliseconds (a new connection each): its first answer from the winner
+marks the moment the new weights are served (``total``). A second probe keeps one connection
+open as long as Envoy allows (``keep_alive_total``): a pooled client's connection stays on the
+listener it was accepted by, which keeps its old routes while it drains.
 
 Each flip writes the losing color's weight 0 first, then the winning color's 100 (the moment
 before that last RegisterInstance is t0), so no intermediate state can serve the winner early.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import math
 import random
 import sys
 import tempfile
@@ -56,37 +60,54 @@ TARGET_P99 = 3.0
 
 
 def settings_of(color: str, weight: int, flip: int = 0) -> dict[str, str]:
-    """A color's settings; the winner of flip ``n`` also declares ``/tuna/flip-<n>``, so every
+    """A color's settings; the winner of flip ``n`` also declares ``/flip-<n>``: only versions
+    of that flip route it (no older one has it, and it is under no other prefix), and every
     flip renders new content (the render and validate caches never answer for it)."""
-    marker = {f"/tuna/flip-{flip}": "1"} if weight else {}
+    marker = {f"/flip-{flip}": "1"} if weight else {}
     return {"SERVICE": "tuna", "COLOR": color, "/tuna": str(weight), **marker}
 
 
 class Probe:
-    """Requests ``/tuna`` through Envoy until stopped; keeps (time answered, body) of each."""
+    """Requests ``/tuna`` through Envoy until stopped; keeps (time answered, body) of each.
 
-    def __init__(self, port: int) -> None:
+    A new connection per request by default (what a new client sees); with ``keep_alive`` one
+    connection for as long as Envoy keeps it open (what a pooled client sees: a draining
+    listener keeps its old routes for the connections it already has).
+    """
+
+    def __init__(self, port: int, keep_alive: bool = False) -> None:
         self.port = port
-        self.samples: list[tuple[float, str]] = []
+        self.keep_alive = keep_alive
+        self.path = "/tuna"
+        self.samples: list[tuple[float, str]] = []  # (when answered, "<path>=<body or status>")
+        self.connections = 0
+        self._conn: http.client.HTTPConnection | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _get(self) -> str:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            self.connections += 1
         try:
-            conn.request("GET", "/tuna")
-            response = conn.getresponse()
+            self._conn.request("GET", self.path)
+            response = self._conn.getresponse()
             body = response.read().decode(errors="replace")
+            closing = response.will_close
             return body if response.status == 200 else str(response.status)
-        except OSError as err:
+        except (OSError, http.client.HTTPException) as err:
+            closing = True
             return type(err).__name__
         finally:
-            conn.close()
+            if closing or not self.keep_alive:
+                self._conn.close()
+                self._conn = None
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            path = self.path
             body = self._get()
-            self.samples.append((time.time(), body))
+            self.samples.append((time.time(), f"{path}={body}"))
             self._stop.wait(PROBE_EVERY)
 
     def start(self) -> None:
@@ -96,14 +117,15 @@ class Probe:
         self._stop.set()
         self._thread.join(timeout=10)
 
-    def first(self, body: str, after: float, timeout: float) -> float | None:
-        """When ``body`` was first answered after ``after`` (waiting up to ``timeout``)."""
+    def first(self, answer: str, after: float, timeout: float) -> float | None:
+        """When ``answer`` (``<path>=<body>``) first came after ``after`` (waiting up to
+        ``timeout``)."""
         deadline = time.monotonic() + timeout
         start = 0
         while time.monotonic() < deadline:
             samples = self.samples[start:]
             for at, seen in samples:
-                if at > after and seen == body:
+                if at > after and seen == answer:
                     return at
             start += len(samples)
             time.sleep(PROBE_EVERY)
@@ -152,7 +174,9 @@ def register_mesh(endpoint: str, ports: dict[str, int]) -> Mesh:
     return Mesh(cloudmap, ids)
 
 
-def commands(endpoint: str, workdir: Path, interval: float, listener: int) -> list[Command]:
+def commands(
+    endpoint: str, workdir: Path, interval: float, listener: int, envoy_args: str = ""
+) -> list[Command]:
     env = {**aws_env(endpoint), "PATH": f"{BIN}:/usr/bin:/bin", "NJ_BUCKET": BUCKET}
     configurator = Command(
         [str(BIN / "nightjar-configurator"), "run"],
@@ -171,6 +195,7 @@ def commands(endpoint: str, workdir: Path, interval: float, listener: int) -> li
             "NJ_POLL_INTERVAL": str(interval),
             "NJ_DRAIN_SECONDS": "0",
             "NJ_ENVOY_LOG_LEVEL": "error",
+            "NJ_ENVOY_ARGS": envoy_args,
         },
         workdir / "fetcher.log",
     )
@@ -188,36 +213,53 @@ class Flip:
     arrived: float | None
     stale: int = 0
 
+    @property
+    def marker(self) -> str:
+        """The path only this flip's winner serves (``/flip-<n>``)."""
+        return f"/flip-{self.n + 1}"
 
-def flips(mesh: Mesh, probe: Probe, count: int, interval: float, seed: int) -> Iterator[Flip]:
+    @property
+    def answer(self) -> str:
+        return f"{self.marker}={self.winner}"
+
+
+def flips(
+    mesh: Mesh, probes: tuple[Probe, ...], count: int, interval: float, seed: int
+) -> Iterator[Flip]:
+    """Flip ``count`` times, each after a random pause; every probe asks for the flip's marker
+    path, which only the new weights' version routes (to the winner)."""
     rng = random.Random(seed)
     previous: Flip | None = None
     for n in range(count):
         time.sleep(rng.uniform(0.2, 0.2 + interval))  # a random phase against both loops
-        winner = COLORS[(n + 1) % 2]
-        t0 = mesh.flip_to(winner, n + 1)
+        flip = Flip(n, COLORS[(n + 1) % 2], 0.0, None)
+        for probe in probes:
+            probe.path = flip.marker
+        flip.t0 = mesh.flip_to(flip.winner, n + 1)
         if previous is not None:
-            yield _with_stale(previous, probe, t0)
-        arrived = probe.first(winner, t0, ARRIVAL_TIMEOUT)
-        previous = Flip(n, winner, t0, arrived)
-        print(f"  flip {n + 1:2}/{count} to {winner:5}: {_secs(arrived, t0)}", flush=True)
+            yield _with_stale(previous, probes[0], flip.t0)
+        flip.arrived = probes[0].first(flip.answer, flip.t0, ARRIVAL_TIMEOUT)
+        previous = flip
+        print(f"  flip {n + 1:2}/{count} to {flip.winner:5}: {_secs(flip)}", flush=True)
     if previous is not None:
         time.sleep(interval)
-        yield _with_stale(previous, probe, time.time())
+        yield _with_stale(previous, probes[0], time.time())
 
 
 def _with_stale(flip: Flip, probe: Probe, until: float) -> Flip:
-    """``flip`` with the answers from the old weights seen after its first new one."""
+    """``flip`` with the answers from older weights the probe got after its first new one."""
     if flip.arrived is None:
         return flip
-    arrived = flip.arrived
-    old = [b for at, b in list(probe.samples) if arrived < at < until and b in COLORS]
-    flip.stale = sum(b != flip.winner for b in old)
+    arrived, prefix = flip.arrived, f"{flip.marker}="
+    flip.stale = sum(
+        arrived < at < until and seen.startswith(prefix) and seen != flip.answer
+        for at, seen in list(probe.samples)
+    )
     return flip
 
 
-def _secs(arrived: float | None, t0: float) -> str:
-    return "no arrival" if arrived is None else f"{arrived - t0:.3f} s"
+def _secs(flip: Flip) -> str:
+    return "no arrival" if flip.arrived is None else f"{flip.arrived - flip.t0:.3f} s"
 
 
 def split(
@@ -245,9 +287,11 @@ def split(
     apply_start = applied_at - release["seconds"]
     swapped = applied_at - release["confirm_seconds"]
     marks = [flip.t0, scan_end, build_end, publish_end, apply_start, swapped, flip.arrived]
-    for stage, start, end in zip(STAGES, marks, marks[1:], strict=False):
-        row[stage] = round(end - start, 4)
+    stages = {s: round(b - a, 4) for s, a, b in zip(STAGES, marks, marks[1:], strict=False)}
     row["version"] = release["version"]
+    if min(stages.values()) < -0.002:  # the logs do not tell this flip's story: no split
+        return {**row, "unsplit": stages}
+    row.update(stages)
     row["cycle_seconds"] = cycle["seconds"]
     row["confirm_seconds"] = release["confirm_seconds"]
     return row
@@ -255,7 +299,7 @@ def split(
 
 def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    for metric in ("total", *STAGES):
+    for metric in ("total", *STAGES, "keep_alive_total"):
         values = [r[metric] for r in rows if r.get(metric) is not None]
         out.append(
             {
@@ -272,13 +316,27 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def probing(port: int) -> Iterator[Probe]:
-    probe = Probe(port)
-    probe.start()
+def probing(port: int) -> Iterator[tuple[Probe, Probe]]:
+    """A probe with a new connection per request, and one that keeps its connection."""
+    probes = Probe(port), Probe(port, keep_alive=True)
+    for probe in probes:
+        probe.start()
     try:
-        yield probe
+        yield probes
     finally:
-        probe.stop()
+        for probe in probes:
+            probe.stop()
+
+
+def pooled_arrivals(flips: list[Flip], pooled: Probe) -> list[float | None]:
+    """For each flip, when the keep-alive probe first got the new weights (None: not before
+    the next flip was written)."""
+    ends = [f.t0 for f in flips[1:]] + [math.inf]
+    samples = list(pooled.samples)
+    return [
+        next((at for at, seen in samples if f.t0 < at < end and seen == f.answer), None)
+        for f, end in zip(flips, ends, strict=True)
+    ]
 
 
 @contextmanager
@@ -292,7 +350,9 @@ def work_dir(keep: Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def measure(changes: int, interval: float, seed: int, keep: Path | None = None) -> dict[str, Any]:
+def measure(
+    changes: int, interval: float, seed: int, keep: Path | None = None, envoy_args: str = ""
+) -> dict[str, Any]:
     """Run the whole world, flip ``changes`` times, and return rows, summary and context."""
     with (
         work_dir(keep) as workdir,
@@ -301,12 +361,12 @@ def measure(changes: int, interval: float, seed: int, keep: Path | None = None) 
     ):
         mesh = register_mesh(moto.url, {c: b.port for c, b in served.items()})
         listener = free_port()
-        configurator, fetcher = commands(moto.url, workdir, interval, listener)
-        with running(configurator, fetcher), probing(listener) as probe:
-            if probe.first("blue", 0.0, 120) is None:
+        configurator, fetcher = commands(moto.url, workdir, interval, listener, envoy_args)
+        with running(configurator, fetcher), probing(listener) as (probe, pooled):
+            if probe.first("/tuna=blue", 0.0, 120) is None:
                 raise RuntimeError(f"Envoy never served blue; see {workdir}/*.log")
-            started = time.time()
-            done = list(flips(mesh, probe, changes, interval, seed))
+            started, connections = time.time(), pooled.connections
+            done = list(flips(mesh, (probe, pooled), changes, interval, seed))
             elapsed = time.time() - started
             requests = {
                 kind: moto.requests(needle)
@@ -323,10 +383,13 @@ def measure(changes: int, interval: float, seed: int, keep: Path | None = None) 
         applied = fetcher.events("release.applied")
     published = [c for c in cycles if c.get("outcome") == "published"]
     rows = [split(f, published, applied) for f in done]
+    for row, at in zip(rows, pooled_arrivals(done, pooled), strict=True):
+        row["keep_alive_total"] = None if at is None else round(at - row["t0"], 4)
     return {
         "changes": changes,
         "interval_s": interval,
         "seed": seed,
+        "envoy_args": envoy_args,
         "envoy": envoy_version(),
         "rows": rows,
         "summary": summary(rows),
@@ -334,10 +397,8 @@ def measure(changes: int, interval: float, seed: int, keep: Path | None = None) 
             "published_versions": len(published),
             # a cycle that read Cloud Map between a flip's two writes publishes one more
             "intermediate_versions": len(published) - changes - 1,
-            # a stage that comes out negative means the logs do not tell that flip's story
-            "flips_with_a_negative_stage": sum(
-                any(r.get(stage, 0) < 0 for stage in STAGES) for r in rows
-            ),
+            # a stage that came out negative: the logs do not tell that flip's story
+            "flips_unsplit": sum("unsplit" in r for r in rows),
             "applied_versions": len(applied),
             "cycles": len(cycles),
             "cycle_seconds_p50": round(percentile([c["seconds"] for c in cycles], 50), 3),
@@ -346,6 +407,8 @@ def measure(changes: int, interval: float, seed: int, keep: Path | None = None) 
             ),
             "cloudmap_calls_per_cycle": sorted({c.get("calls", 0) for c in cycles}),
             "run_seconds": round(elapsed, 1),
+            "keep_alive_connections": pooled.connections - connections,
+            "keep_alive_flips_unseen": sum(r.get("keep_alive_total") is None for r in rows),
         },
         "requests_whole_run": requests,
     }
@@ -364,12 +427,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=1.0, help="both loops' interval (s)")
     parser.add_argument("--seed", type=int, default=13, help="seed of the flips' phases")
     parser.add_argument("--keep", type=Path, help="keep the processes' logs in this directory")
+    parser.add_argument(
+        "--envoy-args", default="", help="extra Envoy arguments (NJ_ENVOY_ARGS): --drain-time-s 2"
+    )
     args = parser.parse_args(argv)
     if find_envoy() is None:
         print("no envoy binary: run 'make install' first", file=sys.stderr)
         return 1
     print(f"{args.changes} weight flips, configurator and fetcher every {args.interval:g} s")
-    result = measure(args.changes, args.interval, args.seed, args.keep)
+    result = measure(args.changes, args.interval, args.seed, args.keep, args.envoy_args)
     path = save(f"propagation-{args.interval:g}s", result)
     print()
     print(table(result["summary"]))
