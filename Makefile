@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PACKAGES := configurator nightjar_cli envoy_fetcher shared sandbox demo bench
 
-.PHONY: install lint test bench demo clean
+.PHONY: install lint test bench bench-propagation bench-fetcher demo clean
 
 install: $(STAMP)
 
@@ -25,6 +25,14 @@ test: lint
 
 bench: install
 	$(BIN)/python -m bench
+
+# Cloud Map write -> first request served with the new weights, through real processes and Envoy.
+bench-propagation: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.propagation
+
+# The fetcher's idle RSS and CPU per poll, and Envoy's apply time for 10 / 100 / 1000 clusters.
+bench-fetcher: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.fetcher
 
 demo: install
 	$(BIN)/python -m demo

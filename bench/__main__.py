@@ -1,4 +1,5 @@
-"""``make bench``: the configurator cycle suite, the offline preview, Cloud Map requests.
+"""``make bench``: the configurator cycle suite, the offline preview, Cloud Map requests, the
+fetcher's idle footprint and Envoy's apply time (``bench.fetcher``).
 
 Each mesh size runs in its own process (``bench.cycle``) so its peak RSS is its own; rows are
 the best of ``REPEATS`` runs (one run at 5000). Every row carries the ratio of its CPU to a lower
@@ -13,16 +14,15 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-from bench import cloudmap_calls, preview
+from bench import cloudmap_calls, fetcher, preview
+from bench.tables import save, table
 from shared.envoy_bin import find_envoy
 
 SIZES = ((10, 1), (100, 1), (1000, 1), (1000, 10), (5000, 1))
 QUICK = ((10, 1), (100, 1))
 REPEATS = 3
-OUT = Path("bench-results")
 
 
 def cycle_rows(services: int, namespaces: int) -> list[dict[str, Any]]:
@@ -41,14 +41,6 @@ def cycle_rows(services: int, namespaces: int) -> list[dict[str, Any]]:
     for row in rows:
         row["cloud_map_requests"] = calls
     return rows
-
-
-def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max([len(c), *(len(x[i]) for x in cells)]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(lines)
 
 
 def exponents(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -99,16 +91,6 @@ BYTES_COLUMNS = [
 ]
 
 
-def fetcher_rows() -> list[dict[str, Any]]:
-    """The fetcher's own benchmark, when this checkout has it."""
-    try:
-        from bench import fetcher  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    rows: list[dict[str, Any]] = fetcher.run()
-    return rows
-
-
 def main(argv: list[str]) -> int:
     if find_envoy() is None:
         print("no envoy binary: run 'make install' first", file=sys.stderr)
@@ -129,15 +111,13 @@ def main(argv: list[str]) -> int:
     renders = [preview.measure(size, suffix=s) for s in (".yaml", ".json")]
     print("\noffline preview (whole process)")
     print(table(renders, list(renders[0])))
-    fetcher = fetcher_rows()
-    if fetcher:
-        print("\nfetcher")
-        print(table(fetcher, list(fetcher[0])))
-    OUT.mkdir(exist_ok=True)
-    path = OUT / "bench.json"
-    result = {"cycle": rows, "growth": fits, "preview": renders, "fetcher": fetcher}
-    path.write_text(json.dumps(result, indent=2))
-    print(f"\nsaved to {path}")
+    print("... fetcher footprint and Envoy apply", file=sys.stderr)
+    footprint = fetcher.run(fetcher.CLUSTERS[:2] if "--quick" in argv else fetcher.CLUSTERS)
+    for bench in ("fetcher idle", "envoy apply"):
+        print(f"\n{bench}")
+        print(table([r for r in footprint if r["bench"] == bench]))
+    result = {"cycle": rows, "growth": fits, "preview": renders, "fetcher": footprint}
+    print(f"\nsaved to {save('bench', result)}")
     return 0
 
 

@@ -25,7 +25,7 @@ from configurator.errors import ConfiguratorError
 from configurator.metrics import Metrics, record_cycle
 from configurator.publish import Content, Current, publish_version
 from configurator.render import RenderCache, TemplateLibrary
-from configurator.report import CycleReport
+from configurator.report import CycleReport, Laps
 from shared.errors import (
     DigestMismatchError,
     InvalidBundleError,
@@ -111,13 +111,16 @@ class Configurator:
         return report
 
     def _cycle(self) -> CycleReport:
+        laps = Laps()
         read = self.store.read_manifest()
         if read is not None and read.manifest.frozen:
             m = read.manifest
             log.warning("cycle.frozen", version=m.version, by=m.frozen_by, reason=m.frozen_reason)
             return CycleReport("frozen", version=m.version, frozen_by=m.frozen_by)
         current = self._current(read) if read is not None else None
+        laps.mark("read")
         scan = self.discovery.scan(self.namespaces)
+        laps.mark("scan")
         previous = current.index if current else None
         built = build_mesh(
             scan.namespaces,
@@ -130,6 +133,7 @@ class Configurator:
         content = Content(built.nodes, built.file_sets, built.blobs)
         if current is not None and current.damage:
             content = _without_lost_files(content, built.problems, self.store, current)
+        laps.mark("build")
         outcome = publish_version(
             self.store,
             content,
@@ -139,12 +143,14 @@ class Configurator:
             generator=self.generator,
             signer=self.safety.signer,
         )
+        laps.mark("publish")
         if outcome.status == "published":
             self._checked = (str(outcome.version), self.clock())  # every object just written
             if outcome.repaired and current is not None:
                 damaged = current.read.manifest.version
                 log.warning("current.repaired", version=outcome.version, damaged=damaged)
             self._collect_garbage()
+            laps.mark("gc")
         return CycleReport(
             outcome.status,
             outcome.version,
@@ -153,6 +159,7 @@ class Configurator:
             uploaded=outcome.uploaded,
             failed_nodes=built.failed_nodes,
             repaired=outcome.repaired,
+            stages=laps.seconds,
         )
 
     def _current(self, read: ManifestRead) -> Current:

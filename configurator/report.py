@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,6 +27,7 @@ class CycleReport:
     frozen_by: str | None = None
     failed_nodes: list[str] = field(default_factory=list)
     repaired: bool = False  # the published version replaced a damaged current one
+    stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds, in cycle order
 
     def log_fields(self) -> dict[str, object]:
         """The fields of the ``cycle.done`` line."""
@@ -36,5 +39,21 @@ class CycleReport:
             "calls": self.calls,
             "uploaded": self.uploaded,
             "seconds": self.seconds,
+            **{f"{stage}_seconds": seconds for stage, seconds in self.stages.items()},
             **({"repaired": True} if self.repaired else {}),
         }
+
+
+class Laps:
+    """Seconds spent in each stage of a cycle: ``mark(stage)`` ends the stage running since the
+    previous mark (or since the laps were made)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.seconds: dict[str, float] = {}
+        self._since = clock()
+
+    def mark(self, stage: str) -> None:
+        now = self.clock()
+        self.seconds[stage] = round(now - self._since, 3)
+        self._since = now

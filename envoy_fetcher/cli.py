@@ -33,7 +33,7 @@ from envoy_fetcher.runner import Runner
 from envoy_fetcher.settings import FetcherSettings
 from envoy_fetcher.state import FetcherState, heartbeat_age, load_state
 from shared import __version__
-from shared.aws import FETCHER, make_kms_client, make_s3_client
+from shared.aws import FETCHER, S3_READS, make_kms_client, make_s3_client
 from shared.cli import build_settings, expected_errors
 from shared.envoy_bin import find_envoy
 from shared.errors import SettingsError
@@ -101,7 +101,8 @@ def _verifier(settings: FetcherSettings) -> Verifier | None:
 
 
 def _store(settings: FetcherSettings) -> S3BundleStore:
-    return S3BundleStore(make_s3_client(FETCHER), settings.bucket, settings.prefix)
+    """The bundle store, read only: its client has nothing but GetObject (a leaner process)."""
+    return S3BundleStore(make_s3_client(FETCHER, S3_READS), settings.bucket, settings.prefix)
 
 
 def _metrics(settings: FetcherSettings) -> FetcherMetrics:

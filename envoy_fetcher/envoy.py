@@ -11,7 +11,6 @@ tests without a binary.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import re
 import shlex
@@ -294,18 +293,28 @@ class Child(Protocol):
     def kill(self) -> None: ...
 
 
-def _die_with_parent() -> None:
-    """In the child: ask Linux to SIGTERM Envoy if the fetcher dies (no orphaned proxies)."""
+def _die_with_parent() -> Callable[[], None]:
+    """What the child runs before exec: ask Linux to SIGTERM Envoy if the fetcher dies (no
+    orphaned proxies). ctypes is loaded here, in the parent, only by a fetcher that spawns."""
+    import ctypes
+
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
-        pass  # not Linux/glibc: the container's end still stops Envoy
+        return lambda: None  # not Linux/glibc: the container's end still stops Envoy
+
+    def in_child() -> None:
+        try:
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+    return in_child
 
 
 def spawn_child(argv: list[str]) -> Child:
     """Start ``argv`` as a child that gets SIGTERM when this process dies."""
-    return subprocess.Popen(argv, preexec_fn=_die_with_parent)
+    return subprocess.Popen(argv, preexec_fn=_die_with_parent())
 
 
 def restart_delay(restarts: int) -> float:

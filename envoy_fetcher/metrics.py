@@ -1,9 +1,10 @@
 """The fetcher's metrics: a no-op recorder by default, Prometheus when NJ_METRICS_PORT is set.
 
 ``FetcherMetrics`` is what ``poll``, ``envoy`` and the CLI call; it records nothing, so a
-sidecar without a metrics port never imports ``prometheus_client``. ``PrometheusMetrics``
-(built by ``serve_fetcher_metrics``, the only place the library is imported) keeps the values
-in its own registry and serves them on ``/metrics``, loopback by default.
+sidecar without a metrics port never imports ``prometheus_client`` (nor ``http.server``).
+``PrometheusMetrics`` (built by ``serve_fetcher_metrics``, the only place the library is
+imported) keeps the values in its own registry and serves them on ``/metrics``, loopback by
+default.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
-from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from shared.http_endpoint import Answer, serve_routes
 from shared.prom import counter, gauge
 
 if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
+
     from prometheus_client import CollectorRegistry
+
+    from shared.http_endpoint import Answer
 
 POLL_RESULTS = ("changed", "not_modified", "missing", "error")
 RELEASE_RESULTS = ("applied", "rejected", "rolled_back", "failed")
@@ -115,6 +118,8 @@ class PrometheusMetrics(FetcherMetrics):
 def serve_fetcher_metrics(host: str, port: int) -> tuple[PrometheusMetrics, ThreadingHTTPServer]:
     """Prometheus metrics served on ``host:port`` ``/metrics`` from a daemon thread."""
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+    from shared.http_endpoint import serve_routes  # with its HTTP server: only when metrics are on
 
     metrics = PrometheusMetrics()
 

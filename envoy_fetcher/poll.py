@@ -82,6 +82,7 @@ class Fetcher:
         self.verifier = verifier
         self.etag: str | None = None
         self.log = log.bind(node=settings.node)
+        self._swapped_at = 0.0  # time.monotonic() of the last swap of ``current``
 
     @classmethod
     def from_dir(
@@ -231,6 +232,7 @@ class Fetcher:
             downloaded=download.downloaded,
             confirm=verdict,
             seconds=round(time.monotonic() - started, 3),
+            confirm_seconds=round(time.monotonic() - self._swapped_at, 3),
             seconds_since_created=round((self.clock() - manifest.created).total_seconds(), 3),
         )
         return Step("applied", manifest.version)
@@ -246,11 +248,11 @@ class Fetcher:
 
     def _swap_and_confirm(self, version: str, previous: str | None, vlog: EventLogger) -> Verdict:
         if self.proxy is None:
-            self.release.swap(version)
+            self._swap(version)
             return "unconfirmed"
         # A proxy never started boots on this release, and its verdict at boot counts.
         verdict = self.proxy.confirm_swap(
-            lambda: self.release.swap(version), self.settings.confirm_seconds
+            lambda: self._swap(version), self.settings.confirm_seconds
         )
         if verdict != "rejected":
             return verdict
@@ -262,6 +264,10 @@ class Fetcher:
         self.note_error(f"{version}: {reason}; rolled back to {previous}")
         vlog.error("release.rolled_back", restored=previous, reason=reason)
         return "rejected"
+
+    def _swap(self, version: str) -> None:
+        self.release.swap(version)
+        self._swapped_at = time.monotonic()
 
     def _refuse_ports(
         self,

@@ -1,4 +1,4 @@
-"""Building boto3 clients from the standard AWS environment, at the entry points only.
+"""Building AWS clients from the standard AWS environment, at the entry points only.
 
 Every client gets botocore's standard retry mode with an explicit ``total_max_attempts`` and
 explicit connect/read timeouts, so one request blocks at most
@@ -9,10 +9,11 @@ Nightjar never retries a request itself; ``RequestCount`` counts botocore's atte
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -23,7 +24,9 @@ from botocore.exceptions import (
     NoRegionError,
     ReadTimeoutError,
 )
+from botocore.loaders import create_loader
 
+from shared.aws_models import SERVICE_MODEL, LeanModelFiles
 from shared.errors import AwsSetupError
 
 if TYPE_CHECKING:
@@ -52,6 +55,11 @@ class Patience:
         return self.attempts * (self.connect_timeout + self.read_timeout) + backoff
 
 
+# What botocore calls on a client by itself: S3's region redirect asks HeadBucket where a
+# bucket lives, and directory buckets need CreateSession.
+INTERNAL_CALLS = {"s3": ("HeadBucket", "CreateSession")}
+S3_READS = ("GetObject",)  # every read of the bundle store (KeyedBundleStore._get)
+
 CONFIGURATOR = Patience(attempts=3, connect_timeout=3.0, read_timeout=10.0)
 FETCHER = Patience(attempts=2, connect_timeout=2.0, read_timeout=5.0)
 
@@ -67,16 +75,25 @@ HINTS = {
 }
 
 
-def make_client(service: str, config: Config) -> Any:
-    """A boto3 client from the environment.
+def make_client(service: str, config: Config, operations: Collection[str] = ()) -> Any:
+    """A botocore client from the environment, on a session of its own.
 
     botocore reads ``AWS_DEFAULT_REGION``; ECS and most tooling set ``AWS_REGION``, so that is
-    honoured first. ``AWS_ENDPOINT_URL`` and the credentials chain work as usual.
+    honoured first. ``AWS_ENDPOINT_URL``, ``AWS_DATA_PATH`` and the credentials chain work as
+    usual. boto3 is not imported (its S3 transfer manager is never used), and the session's
+    data files are read lean (``shared.aws_models``): the client's model is read first, so
+    only its endpoints are kept. With ``operations`` (API names, ``GetObject``) the client has
+    only those methods, and those botocore itself calls on such a client (``INTERNAL_CALLS``).
     """
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
-    factory: Any = boto3.client  # typed per literal service name; ours is a parameter
+    cut = {service: {*operations, *INTERNAL_CALLS.get(service, ())}} if operations else None
     try:
-        return factory(service, region_name=region, config=config)
+        session = botocore.session.Session()
+        loader = create_loader(session.get_config_variable("data_path"))
+        loader.file_loader = LeanModelFiles({service}, cut)
+        loader.load_service_model(service, SERVICE_MODEL)  # learns its endpoint prefix
+        session.register_component("data_loader", loader)
+        return session.create_client(service, region_name=region, config=config)
     except BotoCoreError as err:
         raise AwsSetupError(
             f"cannot create the {service} client: {err} (set AWS_REGION; see the README)"
@@ -85,9 +102,10 @@ def make_client(service: str, config: Config) -> Any:
         raise AwsSetupError(f"cannot create the {service} client: {err}") from err
 
 
-def make_s3_client(patience: Patience = CONFIGURATOR) -> S3Client:
-    """An S3 client configured by the environment (AWS_REGION, AWS_ENDPOINT_URL, ...)."""
-    client: S3Client = make_client("s3", patience.config())
+def make_s3_client(patience: Patience = CONFIGURATOR, operations: Collection[str] = ()) -> S3Client:
+    """An S3 client configured by the environment (AWS_REGION, AWS_ENDPOINT_URL, ...); with
+    ``operations``, one that has only those (``S3_READS`` for a store that is only read)."""
+    client: S3Client = make_client("s3", patience.config(), operations)
     return client
 
 

@@ -1,22 +1,31 @@
-"""The settings pattern: one pydantic-settings class per process, environment prefix ``NJ_``.
+"""The settings pattern: one settings class per process, environment prefix ``NJ_``.
 
 Processes subclass ``NightjarSettings``; click options mirror the fields and are passed as keyword
 arguments, which take precedence over the environment. Tests build settings with keywords.
+
+The environment is read here, not by pydantic-settings: every field ``name`` is filled from
+``NJ_<NAME>`` (any case) when no keyword gives it, as a string that the field's type and
+validators parse; a field that holds a list parses its string itself (``CommaList``). Unknown
+``NJ_*`` variables are ignored, unknown keywords are an error, defaults are validated too. That
+is all nightjar used of pydantic-settings, whose import (asyncio, argparse, dotenv and its own
+sources) cost every sidecar about 3 MB of memory (docs/performance.md).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Annotated
+from typing import Any, ClassVar
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.errors import SettingsError
 from shared.logs import LogFormat
 
-CommaList = Annotated[list[str], NoDecode]
+CommaList = list[str]  # from the environment as ``a,b``: pair it with ``split_commas``
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+ENV_PREFIX = "NJ_"
 
 
 def split_commas(value: object) -> object:
@@ -26,10 +35,32 @@ def split_commas(value: object) -> object:
     return value
 
 
-class NightjarSettings(BaseSettings):
+def environment_values(
+    fields: Mapping[str, object], environ: Mapping[str, str], prefix: str = ENV_PREFIX
+) -> dict[str, str]:
+    """Field name -> the value of ``<prefix><NAME>`` in ``environ`` (names compared in any case)."""
+    lowered = {key.lower(): value for key, value in environ.items()}
+    found = {}
+    for name in fields:
+        key = f"{prefix}{name}".lower()
+        if key in lowered:
+            found[name] = lowered[key]
+    return found
+
+
+class NightjarSettings(BaseModel):
     """Settings every nightjar process shares."""
 
-    model_config = SettingsConfigDict(env_prefix="NJ_", extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    env_prefix: ClassVar[str] = ENV_PREFIX
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, data: Any) -> Any:
+        """Keyword arguments win; the environment fills every field they leave out."""
+        if not isinstance(data, dict):
+            return data
+        return {**environment_values(cls.model_fields, os.environ, cls.env_prefix), **data}
 
     bucket: str = Field(default="", description="S3 bucket holding the bundle store")
     prefix: str = Field(default="nightjar", description="key prefix inside the bucket")

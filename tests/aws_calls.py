@@ -1,7 +1,7 @@
 """What AWS a process really calls, and whether an IAM policy allows exactly that.
 
-``record_calls`` hooks botocore on a fresh default boto3 session, so every client the code
-builds itself (``boto3.client`` at the entry points) reports each API call with its parameters.
+``record_calls`` hooks every botocore client created while it runs (``shared.aws`` builds each
+on a botocore session of its own at the entry points), so each API call reports its parameters.
 ``iam_requests`` turns a call into the IAM requests AWS authorizes (action, resource, condition
 context); an operation it does not know is an error, so a new API call in the code fails the
 IAM test until the mapping and the policies say how it is allowed. ``allows`` is a small policy
@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-import boto3
+import botocore.session
 import pytest
 
 REGION = "us-east-1"
@@ -46,17 +46,21 @@ class IamRequest:
 
 @contextmanager
 def record_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Call]]:
-    """Every call made through clients of the default boto3 session while the block runs."""
+    """Every call made through botocore clients created while the block runs."""
     calls: list[Call] = []
-    session = boto3.session.Session()
+    create_client = botocore.session.Session.create_client
 
     def note(params: dict[str, Any], model: Any, **_: Any) -> None:
         calls.append(Call(model.service_model.service_name, model.name, dict(params)))
 
-    session.events.register("before-parameter-build", note)
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
-    yield calls
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    def noted_client(self: botocore.session.Session, *args: Any, **kwargs: Any) -> Any:
+        client = create_client(self, *args, **kwargs)
+        client.meta.events.register("before-parameter-build", note)
+        return client
+
+    with monkeypatch.context() as patch:
+        patch.setattr(botocore.session.Session, "create_client", noted_client)
+        yield calls
 
 
 def _object(action: str) -> Any:

@@ -206,6 +206,23 @@ def test_second_cycle_without_change_writes_nothing(aws: dict[str, Any]) -> None
     assert second.calls == first.calls == 1 + 1 + len(fish_mesh())  # namespaces, services, each
 
 
+def test_a_cycle_reports_where_its_seconds_went_stage_by_stage(aws: dict[str, Any]) -> None:
+    """cycle.done carries one <stage>_seconds field per stage the cycle ran, in pipeline order
+    (garbage collection only after a publish); together they are the cycle's seconds."""
+    configurator = make_configurator(aws)
+    first, second = configurator.run_cycle(), configurator.run_cycle()
+    assert (first.outcome, second.outcome) == ("published", "unchanged")
+    assert list(first.stages) == ["read", "scan", "build", "publish", "gc"]
+    assert list(second.stages) == ["read", "scan", "build", "publish"]
+    for report in (first, second):
+        fields = report.log_fields()
+        assert {
+            f"{stage}_seconds": s for stage, s in report.stages.items()
+        }.items() <= fields.items()
+        assert all(s >= 0 for s in report.stages.values())
+        assert sum(report.stages.values()) <= report.seconds + 0.001 * len(report.stages)
+
+
 def test_a_change_uploads_only_new_files(aws: dict[str, Any]) -> None:
     """Shifting weights publishes a child version and uploads only the files that changed."""
     configurator = make_configurator(aws)

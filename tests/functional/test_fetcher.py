@@ -218,7 +218,8 @@ class HostileIndexStore(MemoryBundleStore):
 def test_a_swap_envoy_accepts_is_confirmed_and_logged_with_node_and_version(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """With a running proxy the swap is confirmed; release.applied carries node and version."""
+    """With a running proxy the swap is confirmed; release.applied carries node and version,
+    and how much of its seconds went from the swap to the proxy's verdict."""
     caplog.set_level(logging.INFO)
     store, proxy = MemoryBundleStore(), FakeProxy(alive=True)
     version = publish(store, 1, bundle("blue"))
@@ -226,6 +227,7 @@ def test_a_swap_envoy_accepts_is_confirmed_and_logged_with_node_and_version(
     (applied,) = events(caplog, "release.applied")
     assert (applied["node"], applied["version"], applied["confirm"]) == (NODE, version, "accepted")
     assert applied["changed_files"] == ["cds.yaml", "lds.yaml"] and applied["downloaded"] == 2
+    assert 0 <= applied["confirm_seconds"] <= applied["seconds"]
     assert proxy.swaps == 1
 
 

@@ -32,8 +32,8 @@ HEAVY = ("configurator", "chevron", "yaml")
 
 
 def imported_heavy_modules(packages: tuple[str, ...], heavy: tuple[str, ...] = HEAVY) -> list[str]:
-    """Modules of the ``heavy`` top-level packages a fresh Python holds after importing every
-    module of ``packages``."""
+    """Modules of the ``heavy`` packages or modules (``yaml``, ``http.server``) a fresh Python
+    holds after importing every module of ``packages``."""
     root = Path(__file__).resolve().parents[2]
     modules = [
         ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
@@ -44,8 +44,8 @@ def imported_heavy_modules(packages: tuple[str, ...], heavy: tuple[str, ...] = H
     probe = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        f"{set(heavy)!r})\n"
+        f"heavy = {set(heavy)!r}\n"
+        "bad = sorted(m for m in sys.modules if m in heavy or m.split('.')[0] in heavy)\n"
         "print(','.join(bad))\n"
     )
     result = subprocess.run(
@@ -61,8 +61,18 @@ def test_fetcher_and_shared_import_no_configurator_code() -> None:
 
 def test_fetcher_without_metrics_does_not_import_prometheus_client() -> None:
     """Metrics off (the default): importing every fetcher module, the CLI included, loads no
-    prometheus_client; it is imported only when NJ_METRICS_PORT starts the metrics server."""
-    assert imported_heavy_modules(("envoy_fetcher",), ("prometheus_client",)) == []
+    prometheus_client nor an HTTP server; they are imported only when NJ_METRICS_PORT starts
+    the metrics server."""
+    heavy = ("prometheus_client", "http.server", "socketserver")
+    assert imported_heavy_modules(("envoy_fetcher",), heavy) == []
+
+
+def test_the_sidecar_runs_on_botocore_pydantic_and_click_alone() -> None:
+    """Every fetcher and shared module imports without boto3 (nor its S3 transfer manager) and
+    without pydantic-settings: AWS clients come from botocore sessions, settings read NJ_* from
+    the environment themselves (docs/performance.md)."""
+    heavy = ("boto3", "s3transfer", "pydantic_settings")
+    assert imported_heavy_modules(("envoy_fetcher", "shared"), heavy) == []
 
 
 def test_base_install_operator_cli_needs_no_templates_engine(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ import json
 import logging
 
 import pytest
+from pydantic import ValidationError
 
+from configurator.settings import ConfiguratorSettings
+from envoy_fetcher.settings import FetcherSettings
 from shared.logs import configure_logging, get_logger
 from shared.settings import NightjarSettings
 
@@ -43,3 +46,24 @@ def test_settings_read_the_nj_prefix_and_keywords_win(monkeypatch: pytest.Monkey
     monkeypatch.setenv("NJ_LOG_FORMAT", "xml")
     with pytest.raises(ValueError, match="log_format"):
         NightjarSettings()
+
+
+def test_settings_env_names_match_in_any_case_and_strings_are_parsed_by_type(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """NJ_<FIELD> in any case fills a field, parsed by its type; a comma list splits; unknown
+    NJ_* variables are ignored while an unknown keyword is an error; defaults are validated."""
+    monkeypatch.setenv("nj_bucket", "lower")
+    monkeypatch.setenv("NJ_POLL_INTERVAL", "2.5")
+    monkeypatch.setenv("NJ_METRICS_PORT", "9100")
+    monkeypatch.setenv("NJ_NAMESPACES", "a.local, b.local,")
+    monkeypatch.setenv("NJ_NO_SUCH_SETTING", "x")
+    fetcher = FetcherSettings()
+    assert (fetcher.bucket, fetcher.poll_interval, fetcher.metrics_port) == ("lower", 2.5, 9100)
+    assert fetcher.envoy_log_level == "info"  # the default went through its validator
+    assert ConfiguratorSettings().namespaces == ["a.local", "b.local"]
+    with pytest.raises(ValidationError, match="no_such_setting"):
+        FetcherSettings(no_such_setting="x")  # type: ignore[call-arg]
+    monkeypatch.setenv("NJ_METRICS_PORT", "")
+    with pytest.raises(ValidationError, match="metrics_port"):
+        FetcherSettings()
