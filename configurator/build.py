@@ -9,11 +9,11 @@ problem for that namespace (its previous nodes are kept), never a failed cycle f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from configurator.conventions import read_namespace
+from configurator.conventions import NamespaceModel, read_namespace
 from configurator.discovery import RawNamespace
 from configurator.errors import TemplateError
 from configurator.mesh import NodeContext, build_nodes
@@ -24,6 +24,10 @@ from shared.logs import get_logger
 from shared.models import MAX_OBJECT_BYTES, DiscoverySummary, FileEntry, NodeFiles, Problem
 
 log = get_logger(__name__)
+
+# Between conventions and nodes: a validated model -> the model to build (the cycle's shift
+# stage rewrites route weights there); it may add problems.
+ModelStage = Callable[[NamespaceModel, list[Problem]], NamespaceModel]
 
 
 class NodeValidator(Protocol):
@@ -41,6 +45,7 @@ class BuiltMesh:
     problems: list[Problem] = field(default_factory=list)
     failed_nodes: list[str] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
+    failed_namespaces: list[str] = field(default_factory=list)
     service_colors: int = 0
     endpoints: int = 0
 
@@ -64,25 +69,30 @@ def build_mesh(
     cache: RenderCache,
     previous: Mapping[str, NodeFiles],
     max_object_bytes: int = MAX_OBJECT_BYTES,
+    stage: ModelStage | None = None,
 ) -> BuiltMesh:
-    """Run conventions -> nodes -> render -> validate for every namespace."""
+    """Run conventions -> (``stage``) -> nodes -> render -> validate for every namespace."""
     built = BuiltMesh(namespaces=[raw.name for raw in raw_namespaces])
     builder = _NodeBuilder(templates, validator, cache, previous, max_object_bytes)
     templates.reload()
     for raw in raw_namespaces:
         try:
-            _build_namespace(raw, builder, built)
+            _build_namespace(raw, builder, built, stage)
         except Exception as err:  # contained: one namespace, reported, kept
             _keep_namespace(raw.name, err, previous, built)
     cache.end_cycle()
     return built
 
 
-def _build_namespace(raw: RawNamespace, builder: _NodeBuilder, built: BuiltMesh) -> None:
+def _build_namespace(
+    raw: RawNamespace, builder: _NodeBuilder, built: BuiltMesh, stage: ModelStage | None
+) -> None:
     """Add every node of one namespace to ``built`` (into a scratch copy until it succeeds)."""
     scratch = BuiltMesh()
     model, problems = read_namespace(raw)
     scratch.problems.extend(problems)
+    if stage is not None:
+        model = stage(model, scratch.problems)
     for node in build_nodes(model, scratch.problems):
         builder.build(node, scratch)
     built.nodes.update(scratch.nodes)
@@ -104,6 +114,7 @@ def _keep_namespace(
         Problem(where=name, item="namespace", reason=f"build failed: {err!r} ({action})")
     )
     built.failed_nodes.extend(sorted(kept))
+    built.failed_namespaces.append(name)
     built.nodes.update(kept)
 
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from shared.models import Problem
+from shared.models import Problem, ShiftState
 
 Outcome = Literal["published", "unchanged", "frozen", "failed"]
+
+
+@dataclass(frozen=True)
+class ShiftChange:
+    """A traffic shift that moved in a cycle: a new step (or a new shift), or an abort."""
+
+    kind: Literal["step", "aborted"]
+    state: ShiftState
 
 
 @dataclass
@@ -25,6 +33,8 @@ class CycleReport:
     frozen_by: str | None = None
     failed_nodes: list[str] = field(default_factory=list)
     repaired: bool = False  # the published version replaced a damaged current one
+    shifts: list[ShiftState] = field(default_factory=list)  # every shift's state after the cycle
+    shift_changes: list[ShiftChange] = field(default_factory=list)
 
     def log_fields(self) -> dict[str, object]:
         """The fields of the ``cycle.done`` line."""
