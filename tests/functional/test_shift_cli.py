@@ -210,7 +210,8 @@ def test_finish_after_an_abort_makes_the_rollback_permanent(mesh: Mesh) -> None:
         (["start", "tuna", "--to", "red", "--steps", "100", "--every", "5m"], 1,
          "no color 'red'"),
         (
-            ["start", "tuna", "--to", "green", "--from", "green", "--steps", "100", "--every", "1s"],
+            ["start", "tuna", "--to", "green", "--from", "green", "--steps", "100", "--every",
+             "1s"],
             2,
             "the same color",
         ),
