@@ -12,7 +12,6 @@ from typing import Any
 
 import click
 
-from configurator.discovery import make_cloudmap_client
 from nightjar_cli import shift_ops as ops
 from nightjar_cli.context import OperatorContext, store_options
 from nightjar_cli.output import emit, table
@@ -30,6 +29,8 @@ def _now() -> datetime:
 
 
 def _cloudmap() -> CloudMapSettings:
+    from configurator.discovery import make_cloudmap_client  # only when a command writes
+
     return CloudMapSettings(make_cloudmap_client())
 
 

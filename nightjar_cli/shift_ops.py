@@ -5,22 +5,26 @@ reads) and its progress lives in the bundle store (the current version's ``shift
 configurator writes). ``start``, ``abort`` and ``finish`` write Cloud Map; ``status`` reads the
 store only. Every value written is checked with the configurator's own parser first, so what
 the CLI writes is what a cycle accepts. docs/progressive-delivery.md walks through them.
+
+The configurator's modules (pure parsing, no template engine) are imported when a command
+runs, never when the CLI loads: the other commands do not load configurator code at all.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from configurator.conventions import read_service
-from configurator.discovery import RawInstance, RawService
-from configurator.policies import parse_policy
-from configurator.shift import SHIFT_KEY, ShiftDecl, format_time, route_label
 from nightjar_cli.errors import OperatorError
 from nightjar_cli.shift_cloudmap import SETTINGS_INSTANCE, CloudMapSettings, ColorSettings
 from shared.models import Problem, ShiftState
 from shared.store import BundleStore
+
+if TYPE_CHECKING:
+    from configurator.shift import ShiftDecl
+
+SHIFT_KEY = "SHIFT"  # configurator.shift.SHIFT_KEY
 
 
 class ShiftRequestError(OperatorError):
@@ -129,6 +133,8 @@ def _declaring(colors: dict[str, ColorSettings]) -> list[ColorSettings]:
 
 
 def _parsed(text: str) -> ShiftDecl | str:
+    from configurator.policies import parse_policy
+
     parsed = parse_policy(SHIFT_KEY, text)
     if isinstance(parsed, str):
         return parsed
@@ -150,6 +156,8 @@ def start(
     now: datetime,
 ) -> Declared:
     """Write ``SHIFT=... start=<now>`` into ``to_color``'s settings, keeping the others."""
+    from configurator.shift import format_time
+
     colors = colors_of(cloudmap, namespace, service)
     to = _color(colors, service, to_color)
     source = _source(colors, service, to_color, from_color)
@@ -199,6 +207,10 @@ def _source(
 
 def _routes(namespace: str, color: ColorSettings) -> dict[str, int]:
     """Route label -> declared weight, as the configurator reads them."""
+    from configurator.conventions import read_service
+    from configurator.discovery import RawInstance, RawService
+    from configurator.shift import route_label
+
     raw = RawService(
         color.service_id,
         color.cloud_map_service,
@@ -213,6 +225,8 @@ def _shared_routes(namespace: str, to: ColorSettings, source: ColorSettings) -> 
 
 
 def _declared(namespace: str, service: str, to: ColorSettings, decl: ShiftDecl) -> Declared:
+    from configurator.shift import format_time
+
     begin = decl.start or decl.abort
     assert begin is not None
     schedule = [

@@ -251,3 +251,11 @@ def alarm(name: str) -> dict[str, Any]:
         "Threshold": 1.0,
         "ComparisonOperator": "GreaterThanThreshold",
     }
+
+
+def test_the_cli_writes_the_key_the_configurator_reads() -> None:
+    """The CLI names SHIFT without importing the configurator at load time: the same key."""
+    from configurator.shift import SHIFT_KEY
+    from nightjar_cli.shift_ops import SHIFT_KEY as CLI_KEY
+
+    assert CLI_KEY == SHIFT_KEY
