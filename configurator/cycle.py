@@ -33,7 +33,7 @@ from configurator.metrics import Metrics, record_cycle
 from configurator.publish import Current, publish_version
 from configurator.render import RenderCache, TemplateLibrary
 from configurator.report import CycleReport, ShiftChange
-from configurator.shifter import Shifter
+from configurator.shifter import ALARMS_WHERE, Shifter, shift_problems
 from shared.errors import (
     DigestMismatchError,
     InvalidBundleError,
@@ -142,6 +142,8 @@ class Configurator:
         )
         built.problems.extend(alarm_problems)
         shifts = shifter.states(built.failed_namespaces)
+        recorded = current.index.summary.problems if current and current.index else []
+        noted = shift_problems(built.problems) != shift_problems(recorded)
         nodes = built.nodes
         if current is not None and current.damage:
             nodes = _without_lost_files(nodes, built.blobs, built.problems, self.store, current)
@@ -155,6 +157,7 @@ class Configurator:
             generator=self.generator,
             signer=self.safety.signer,
             shifts=shifts,
+            force=noted,
         )
         if outcome.status == "published":
             self._checked = (str(outcome.version), self.clock())  # every object just written
@@ -185,7 +188,7 @@ class Configurator:
             log.error("alarms.unreadable", alarms=len(names), error=str(err))
             shifter.alarms = None
             reason = f"{err}; shifts watching alarms hold their step until they can be read"
-            return [Problem(where="cloudwatch", item=f"{len(names)} alarm(s)", reason=reason)]
+            return [Problem(where=ALARMS_WHERE, item=f"{len(names)} alarm(s)", reason=reason)]
         return []
 
     def _current(self, read: ManifestRead) -> Current:

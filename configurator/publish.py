@@ -90,15 +90,17 @@ def publish_version(
     generator: Generator,
     signer: Signer | None = None,
     shifts: Mapping[str, ShiftState] | None = None,
+    force: bool = False,
 ) -> PublishOutcome:
     """Publish ``nodes`` (and the traffic shifts' states) unless they equal the (intact)
-    current version's; a shift that moved (a new step, an abort) publishes on its own."""
+    current version's; a shift that moved (a new step, an abort) publishes on its own, and
+    ``force`` publishes anyway (the cycle's problems about shifts changed)."""
     old_nodes = current.index.nodes if current and current.index else {}
     changed = changed_nodes(old_nodes, nodes)
     repair = current is not None and bool(current.damage)
     shifts = dict(shifts or {})
     moved = _shifts_moved(current.index.shifts if current and current.index else {}, shifts)
-    if current is not None and not changed and not moved and not repair:
+    if current is not None and not (changed or moved or repair or force):
         return PublishOutcome("unchanged", current.read.manifest.version)
     uploaded = sum(store.put_object(blobs[d]).uploaded for d in _uploads(nodes, blobs, current))
     index = VersionIndex(

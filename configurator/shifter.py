@@ -41,6 +41,20 @@ from shared.models import Problem, ShiftState
 _RouteKey = tuple[str, tuple[str, str] | None]
 
 
+ALARMS_WHERE = "cloudwatch"  # the ``where`` of the problem "alarms cannot be read"
+
+
+def shift_problems(problems: Sequence[Problem]) -> set[Problem]:
+    """The problems about traffic shifts: bad SHIFT values, shifts that cannot run, unknown or
+    unreadable alarms. A change in them publishes (``nightjar shift status`` shows them)."""
+    return {
+        p
+        for p in problems
+        if p.item.startswith((f"attribute '{SHIFT_KEY}'", f"{SHIFT_KEY} of "))
+        or p.where == ALARMS_WHERE
+    }
+
+
 def state_key(namespace: str, service: str) -> str:
     """Where a service's shift state lives in the version index: ``<namespace>/<service>``."""
     return f"{namespace}/{service}"

@@ -201,6 +201,24 @@ def test_finish_after_an_abort_makes_the_rollback_permanent(mesh: Mesh) -> None:
     assert mesh.cycle(after=1).outcome == "unchanged"
 
 
+def test_an_invalid_declaration_is_a_problem_and_changes_nothing(mesh: Mesh) -> None:
+    """SHIFT with steps not ending in 100: 'nightjar problems' and 'shift status' name it and
+    the accepted form; the split stays the declared 60/40 and no shift is recorded."""
+    before = tuna_weights(mesh)
+    mesh.cloudmap.register_instance(
+        ServiceId=mesh.ids["tuna-green"],
+        InstanceId="service-settings",
+        Attributes={**mesh.settings("tuna-green"), "SHIFT": "from=blue steps=10,50 every=5m"},
+    )
+    mesh.cycle()
+    (problem,) = [p for p in nj_json("problems") if "SHIFT" in p["item"]]
+    assert problem["item"] == "attribute 'SHIFT' = 'from=blue steps=10,50 every=5m'"
+    assert "end with 100" in problem["reason"] and "accepted form" in problem["reason"]
+    status = nj_json("shift", "status")
+    assert status["shifts"] == [] and status["problems"] == [problem]
+    assert tuna_weights(mesh) == before == {"tuna/blue": 60, "tuna/green": 40}
+
+
 @pytest.mark.parametrize(
     ("args", "code", "says"),
     [
