@@ -226,7 +226,7 @@ class Demo:
         self.client("s3").create_bucket(Bucket=BUCKET)
         ns_id = cloudmap.create_namespace(self.cloudmap)
         for name in ("tuna-blue", "tuna-green", "salmon-blue"):
-            self.backends[name] = Backend(name)
+            self.backends[name] = Backend(name, Behaviour(one_write=True))  # quick probes
         weights = {"tuna-blue": 90, "tuna-green": 10}
         for name in COLORS:
             color = name.split("-")[1]

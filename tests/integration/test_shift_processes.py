@@ -23,7 +23,7 @@ import pytest
 from sandbox.cloudmap import FISH, CloudMapService, Task, create_namespace, register
 from shared.models import ShiftState
 from shared.s3_store import S3BundleStore
-from tests.backends import Backend
+from tests.backends import Backend, Behaviour
 from tests.cloudmap import update_settings
 from tests.mesh_harness import (
     BIN,
@@ -40,6 +40,7 @@ from tests.waiting import wait_for
 BUCKET = "shifts"
 SERVICES = ("tuna", "salmon", "trout")
 BATCH = 50
+FAST = Behaviour(one_write=True)  # ~1 ms per request through Envoy: thousands per step
 
 
 class ShiftMesh(EnvoyNode):
@@ -59,7 +60,8 @@ class ShiftMesh(EnvoyNode):
         ns_id = create_namespace(self.cloudmap)
         for name in SERVICES:
             for color in ("blue", "green"):
-                backend = self.backends[f"{name}-{color}"] = Backend(f"{name}-{color}")
+                backend = Backend(f"{name}-{color}", FAST)
+                self.backends[f"{name}-{color}"] = backend
                 svc = CloudMapService(
                     f"{name}-{color}",
                     self.settings(name, color),
@@ -150,12 +152,17 @@ class Segment:
 
 
 def probe(
-    mesh: ShiftMesh, name: str, done: Callable[[list[Segment]], bool], timeout: float
+    mesh: ShiftMesh,
+    name: str,
+    done: Callable[[list[Segment]], bool],
+    timeout: float,
+    everything: Counter[str] | None = None,
 ) -> list[Segment]:
     """Requests in batches of 50 until ``done``; each batch is attributed to the new color's
     percentage in the version the gateway applied before and after it (a batch during which
     a new version was applied is dropped, and so is the batch before a new version is first
-    seen: the fetcher logs the swap once Envoy confirmed it, so that batch may straddle)."""
+    seen: the fetcher logs the swap once Envoy confirmed it, so that batch may straddle).
+    ``everything`` counts every answer, dropped batches included."""
     segments: list[Segment] = []
     last: str | None = None
     previous: Counter[str] = Counter()
@@ -164,6 +171,8 @@ def probe(
         assert time.monotonic() < deadline, f"timed out; seen {segments}"
         before = mesh.latest()
         batch = mesh.answers(f"/{name}", BATCH)
+        if everything is not None:
+            everything.update(batch)
         if mesh.latest() != before:
             continue
         if before != last:
@@ -196,8 +205,10 @@ def test_green_share_passes_25_50_100_in_order_and_finish_changes_nothing(
     def completed(segments: list[Segment]) -> bool:
         return any(s.percent == 100 and s.seen.total() >= 400 for s in segments)
 
-    segments = measured(probe(mesh, "tuna", completed, timeout=60))
+    everything: Counter[str] = Counter()
+    segments = measured(probe(mesh, "tuna", completed, timeout=60, everything=everything))
     assert [s.percent for s in segments] == [25, 50, 100], segments
+    assert set(everything) == {"tuna-blue", "tuna-green"}, everything  # no request failed
     for segment in segments:
         assert abs(segment.share("tuna") - (segment.percent or 0)) <= 8, segment
         assert set(segment.seen) <= {"tuna-blue", "tuna-green"}, segment
