@@ -11,6 +11,7 @@ nodes are kept), never a failed cycle for the others.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -35,6 +36,10 @@ from shared.models import (
 
 log = get_logger(__name__)
 
+# Between conventions and nodes: a validated model -> the model to build (the cycle's shift
+# stage rewrites route weights there); it may add problems.
+ModelStage = Callable[[NamespaceModel, list[Problem]], NamespaceModel]
+
 
 class NodeValidator(Protocol):
     """Checks one node's rendered files (``validate.EnvoyValidator`` runs Envoy itself).
@@ -56,6 +61,7 @@ class BuiltMesh:
     problems: list[Problem] = field(default_factory=list)
     failed_nodes: list[str] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
+    failed_namespaces: list[str] = field(default_factory=list)
     service_colors: int = 0
     endpoints: int = 0
 
@@ -95,8 +101,9 @@ def build_mesh(
     cache: RenderCache,
     previous: VersionIndex | None,
     max_object_bytes: int = MAX_OBJECT_BYTES,
+    stage: ModelStage | None = None,
 ) -> BuiltMesh:
-    """Run conventions -> nodes -> render -> validate for every namespace.
+    """Run conventions -> (``stage``) -> nodes -> render -> validate for every namespace.
 
     Every namespace is read first, so that sidecars peering with another served namespace
     (``PEERS``) see it whole (``peers.MeshDirectory``). Every namespace is then rendered and its
@@ -108,7 +115,10 @@ def build_mesh(
     read: dict[str, tuple[NamespaceModel, list[Problem]]] = {}
     for raw in raw_namespaces:
         try:
-            read[raw.name] = read_namespace(raw)
+            model, problems = read_namespace(raw)
+            if stage is not None:
+                model = stage(model, problems)
+            read[raw.name] = (model, problems)
         except Exception as err:  # contained: one namespace, reported, kept
             _keep_namespace(raw.name, err, previous, built)
     directory = MeshDirectory({name: model for name, (model, _) in read.items()}, built.namespaces)
@@ -203,6 +213,7 @@ def _keep_namespace(
     for node_id in kept:
         assert previous is not None
         built.keep(node_id, previous)
+    built.failed_namespaces.append(name)
 
 
 @dataclass

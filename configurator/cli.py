@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from configurator.alarms import CloudWatchAlarms, make_cloudwatch_client
 from configurator.cycle import Configurator, Retention, Safety
 from configurator.discovery import CloudMapDiscovery, make_cloudmap_client
 from configurator.metrics import Metrics, serve_metrics
@@ -81,6 +82,7 @@ def build_configurator(settings: ConfiguratorSettings, metrics: Metrics) -> Conf
             if settings.signing_key
             else None,
         ),
+        alarms=CloudWatchAlarms(make_cloudwatch_client()),
     )
 
 

@@ -5,6 +5,12 @@ render cache (``render.RenderCache``), the validator's verdicts, the problems se
 (only new ones are logged), when the current version's objects were last checked, and the
 metrics.
 
+Traffic shifts (docs/progressive-delivery.md): before the build, the alarms of every active
+shift are read in one request (``alarms.AlarmSource``); ``shifter.Shifter`` rewrites the route
+weights between conventions and nodes; the shifts' states are published with the version, read
+back from the current version next cycle, and a shift that moved publishes on its own. A frozen
+manifest stops the cycle before any of this, so it freezes shifts too.
+
 Self-repair: every cycle reads and verifies the current index; at most once per
 ``check_every`` (and whenever the current version is one it has not checked) it also lists the
 objects (one LIST request per 1000 objects) to find any the current version references that are
@@ -19,13 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from configurator.alarms import AlarmSource, StaticAlarms
 from configurator.build import NodeValidator, build_mesh
-from configurator.discovery import DiscoverySource
-from configurator.errors import ConfiguratorError
+from configurator.discovery import DiscoverySource, RawNamespace
+from configurator.errors import AlarmReadError, ConfiguratorError
 from configurator.metrics import Metrics, record_cycle
 from configurator.publish import Content, Current, publish_version
 from configurator.render import RenderCache, TemplateLibrary
-from configurator.report import CycleReport, Laps
+from configurator.report import CycleReport, Laps, ShiftChange
+from configurator.shifter import ALARMS_WHERE, Shifter, shift_problems
 from shared.errors import (
     DigestMismatchError,
     InvalidBundleError,
@@ -78,6 +86,7 @@ class Configurator:
         metrics: Metrics | None = None,
         safety: Safety | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        alarms: AlarmSource | None = None,
     ) -> None:
         self.namespaces = namespaces
         self.store = store
@@ -88,6 +97,7 @@ class Configurator:
         self.metrics = metrics or Metrics()
         self.safety = safety or Safety()
         self.clock = clock
+        self.alarms: AlarmSource = alarms if alarms is not None else StaticAlarms()
         self.generator = Generator.here("nightjar-configurator")
         self.renders = RenderCache()
         self._last_problems: set[Problem] = set()
@@ -122,6 +132,8 @@ class Configurator:
         scan = self.discovery.scan(self.namespaces)
         laps.mark("scan")
         previous = current.index if current else None
+        shifter = Shifter(current.index.shifts if current and current.index else {}, self.clock())
+        alarm_problems = self._read_alarms(shifter, scan.namespaces)
         built = build_mesh(
             scan.namespaces,
             self.templates,
@@ -129,8 +141,13 @@ class Configurator:
             self.renders,
             previous,
             self.safety.max_object_bytes,
+            stage=shifter.apply,
         )
         content = Content(built.nodes, built.file_sets, built.blobs)
+        built.problems.extend(alarm_problems)
+        shifts = shifter.states(built.failed_namespaces)
+        recorded = current.index.summary.problems if current and current.index else []
+        noted = shift_problems(built.problems) != shift_problems(recorded)
         if current is not None and current.damage:
             content = _without_lost_files(content, built.problems, self.store, current)
         laps.mark("build")
@@ -142,6 +159,8 @@ class Configurator:
             now=self.clock(),
             generator=self.generator,
             signer=self.safety.signer,
+            shifts=shifts,
+            force=noted,
         )
         laps.mark("publish")
         if outcome.status == "published":
@@ -160,7 +179,23 @@ class Configurator:
             failed_nodes=built.failed_nodes,
             repaired=outcome.repaired,
             stages=laps.seconds,
+            shifts=list(shifts.values()),
+            shift_changes=shifter.changes(shifts) if outcome.status == "published" else [],
         )
+
+    def _read_alarms(self, shifter: Shifter, namespaces: list[RawNamespace]) -> list[Problem]:
+        """Give ``shifter`` the states of the alarms its shifts watch: one request for all."""
+        names = shifter.alarm_names(namespaces)
+        if not names:
+            return []
+        try:
+            shifter.alarms = self.alarms.states(names)
+        except AlarmReadError as err:
+            log.error("alarms.unreadable", alarms=len(names), error=str(err))
+            shifter.alarms = None
+            reason = f"{err}; shifts watching alarms hold their step until they can be read"
+            return [Problem(where=ALARMS_WHERE, item=f"{len(names)} alarm(s)", reason=reason)]
+        return []
 
     def _current(self, read: ManifestRead) -> Current:
         """The current version as read, with what is wrong with it (if anything)."""
@@ -202,6 +237,8 @@ class Configurator:
     def _log(self, report: CycleReport) -> None:
         if report.outcome in ("published", "unchanged"):
             self._log_new_problems(report)
+        for change in report.shift_changes:
+            _log_shift(change)
         if report.outcome == "failed":
             log.error("cycle.done", error=report.error, **report.log_fields())
         else:
@@ -217,6 +254,26 @@ class Configurator:
                 "input.problem", where=problem.where, item=problem.item, reason=problem.reason
             )
         self._last_problems = set(report.problems)
+
+
+def _log_shift(change: ShiftChange) -> None:
+    """One line per step change (``shift.step``) or abort (``shift.aborted``)."""
+    s = change.state
+    fields = {
+        "namespace": s.namespace,
+        "service": s.service,
+        "from_color": s.from_color,
+        "to_color": s.to_color,
+        "verdict": s.verdict,
+        "step": s.step + 1,
+        "steps": len(s.steps),
+        "percent": s.percent,
+    }
+    if change.kind == "aborted":
+        log.warning("shift.aborted", **fields, reason=s.abort_reason, cause=s.abort_cause)
+    else:
+        next_at = s.next_step_at.isoformat() if s.next_step_at else None
+        log.info("shift.step", **fields, next_step_at=next_at)
 
 
 def _without_lost_files(

@@ -21,3 +21,7 @@ class DiscoveryError(ConfiguratorError):
 
 class TemplateError(ConfiguratorError):
     """A template could not be loaded or rendered."""
+
+
+class AlarmReadError(ConfiguratorError):
+    """CloudWatch did not say what state the alarms of the traffic shifts are in."""

@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from configurator.report import CycleReport
+from configurator.shift import ABORT_CAUSES
 from shared.http_endpoint import Answer, serve_routes
 from shared.prom import counter, gauge
 
@@ -62,6 +63,29 @@ class Metrics:
         self.frozen = gauge(
             r, "nightjar_configurator_manifest_frozen", "1 while the manifest is frozen."
         )
+        shift = ["namespace", "service"]
+        self.shift_step = Gauge(
+            "nightjar_configurator_shift_step",
+            "Step (1-based) each traffic shift serves; 0 before its start.",
+            shift,
+            registry=r,
+        )
+        self.shift_percent = Gauge(
+            "nightjar_configurator_shift_percent",
+            "Effective share (percent) of each color of a shifting service, per route pair.",
+            [*shift, "color"],
+            registry=r,
+        )
+        self.shift_aborted = Gauge(
+            "nightjar_configurator_shift_aborted", "1 while a shift is aborted.", shift, registry=r
+        )
+        self.shift_aborts = counter(
+            r,
+            "nightjar_configurator_shift_aborts",
+            "Shifts aborted, by reason.",
+            "reason",
+            ABORT_CAUSES,
+        )
 
     def render(self) -> str:
         """The exposition text, every metric present (zero until set)."""
@@ -83,10 +107,26 @@ def record_cycle(metrics: Metrics, report: CycleReport) -> None:
         metrics.published.inc()
     if report.repaired:
         metrics.repairs.inc()
+    for change in report.shift_changes:
+        if change.kind == "aborted" and change.state.abort_cause is not None:
+            metrics.shift_aborts.labels(change.state.abort_cause).inc()
     if report.outcome in GOOD:
+        record_shifts(metrics, report)
         metrics.problems.set(len(report.problems))
         metrics.last_good = metrics.clock()
         metrics.last_success.set(metrics.last_good)
+
+
+def record_shifts(metrics: Metrics, report: CycleReport) -> None:
+    """The gauges of every shift the cycle recorded (shifts that ended disappear)."""
+    for metric in (metrics.shift_step, metrics.shift_percent, metrics.shift_aborted):
+        metric.clear()
+    for s in report.shifts:
+        metrics.shift_step.labels(s.namespace, s.service).set(s.step + 1)
+        metrics.shift_aborted.labels(s.namespace, s.service).set(int(s.verdict == "aborted"))
+        if s.percent is not None:
+            metrics.shift_percent.labels(s.namespace, s.service, s.to_color).set(s.percent)
+            metrics.shift_percent.labels(s.namespace, s.service, s.from_color).set(100 - s.percent)
 
 
 def health(metrics: Metrics, max_age: float) -> tuple[bool, str]:

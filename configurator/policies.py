@@ -3,7 +3,8 @@
 Each policy is one compact key (docs/cloud-map.md). A value that does not fit its form is
 reported as a problem naming the key, the value and the accepted form, and that policy keeps its
 default: the service-color and its other keys are unaffected, and the bad text never leaves
-this module (only the parsed numbers and names below reach a template).
+this module (only the parsed numbers and names below reach a template). ``SHIFT`` is parsed
+here like the others; what it does each cycle is ``configurator.shift`` and ``shifter``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
+
+from configurator.shift import MAX_ALARMS, MAX_EVERY_SECONDS, MAX_STEPS, SHIFT_KEY, ShiftDecl
+from shared.models import NAME_RE
 
 DURATION_FORM = re.compile(r"^([0-9]{1,7})(ms|s)\Z")
 INT_FORM = re.compile(r"^[0-9]{1,9}\Z")
@@ -28,6 +33,12 @@ RETRY_EVENTS = (
 )
 LB_POLICIES = {"round-robin": "ROUND_ROBIN", "least-request": "LEAST_REQUEST", "random": "RANDOM"}
 RATE_UNITS = {"s": 1000, "m": 60_000}
+EVERY_FORM = re.compile(r"^([0-9]{1,6})(s|m|h)\Z")
+EVERY_UNITS = {"s": 1, "m": 60, "h": 3600}
+UTC_TIME_FORM = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|\+00:00)\Z"
+)
+ALARM_NAME_FORM = re.compile(r"^[!-+\--~]{1,255}\Z")  # printable ASCII, no space, no comma
 
 
 class PolicyValueError(ValueError):
@@ -130,10 +141,11 @@ class ClusterPolicy:
 
 @dataclass(frozen=True)
 class Policies:
-    """Every traffic policy of one service-color."""
+    """Every traffic policy of one service-color, and the traffic shift it declares."""
 
     route: RoutePolicy = RoutePolicy()
     cluster: ClusterPolicy = ClusterPolicy()
+    shift: ShiftDecl | None = None
 
 
 DEFAULT_POLICIES = Policies()
@@ -274,6 +286,69 @@ def parse_rate_limit(value: str) -> RateLimit:
     return RateLimit(parse_int(count, 1, 10**6), RATE_UNITS[unit])
 
 
+def parse_utc_time(text: str) -> datetime:
+    """An RFC 3339 timestamp in UTC (``Z`` or ``+00:00``), to the microsecond at most."""
+    if not UTC_TIME_FORM.match(text):
+        raise PolicyValueError(f"{text!r} is not an RFC 3339 UTC time (2026-11-21T11:36:00Z)")
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as err:
+        raise PolicyValueError(f"{text!r} is not a real time: {err}") from err
+
+
+def parse_every(text: str) -> int:
+    """Seconds of ``<int>s``, ``<int>m`` or ``<int>h``, from 1 s to 7 days."""
+    match = EVERY_FORM.match(text)
+    if not match:
+        raise PolicyValueError(f"every={text!r} is not <int>s, <int>m or <int>h")
+    seconds = int(match.group(1)) * EVERY_UNITS[match.group(2)]
+    if not 1 <= seconds <= MAX_EVERY_SECONDS:
+        raise PolicyValueError(f"every={text!r} must be from 1s to 168h")
+    return seconds
+
+
+def parse_steps(text: str) -> tuple[int, ...]:
+    """Strictly increasing percentages (1-100), the last one 100, at most MAX_STEPS."""
+    try:
+        steps = tuple(parse_int(part, 1, 100) for part in text.split(","))
+    except PolicyValueError as err:
+        raise PolicyValueError(f"steps={text!r}: {err}") from err
+    if len(steps) > MAX_STEPS:
+        raise PolicyValueError(f"steps={text!r} has more than {MAX_STEPS} steps")
+    if list(steps) != sorted(set(steps)) or steps[-1] != 100:
+        raise PolicyValueError(f"steps={text!r} must increase strictly and end with 100")
+    return steps
+
+
+def parse_alarms(text: str) -> tuple[str, ...]:
+    """Distinct CloudWatch alarm names, comma-separated (no spaces), at most MAX_ALARMS."""
+    names = tuple(text.split(","))
+    if any(not ALARM_NAME_FORM.match(n) for n in names) or len(set(names)) != len(names):
+        raise PolicyValueError(
+            f"alarms={text!r}: distinct alarm names of printable ASCII without spaces or commas"
+        )
+    if len(names) > MAX_ALARMS:
+        raise PolicyValueError(f"alarms={text!r} names more than {MAX_ALARMS} alarms")
+    return names
+
+
+def parse_shift(value: str) -> ShiftDecl:
+    options = parse_options(value.split(), {"from", "steps", "every", "alarms", "start", "abort"})
+    missing = [name for name in ("from", "steps", "every") if name not in options]
+    if missing:
+        raise PolicyValueError(f"{'=, '.join(missing)}= missing")
+    if not NAME_RE.match(options["from"]):
+        raise PolicyValueError(f"from={options['from']!r} is not a color name")
+    return ShiftDecl(
+        from_color=options["from"],
+        steps=parse_steps(options["steps"]),
+        every_seconds=parse_every(options["every"]),
+        alarms=parse_alarms(options["alarms"]) if "alarms" in options else (),
+        start=parse_utc_time(options["start"]) if "start" in options else None,
+        abort=parse_utc_time(options["abort"]) if "abort" in options else None,
+    )
+
+
 _Parser = Callable[[str], Any]
 # key -> (parser, accepted form shown in problems, the Policies field it sets)
 PARSERS: dict[str, tuple[_Parser, str]] = {
@@ -292,7 +367,13 @@ PARSERS: dict[str, tuple[_Parser, str]] = {
     "CONNECT_TIMEOUT": (parse_duration, "<int>ms or <int>s"),
     "FAULT": (parse_fault, "'delay=<d>@<pct> abort=<status>@<pct>' (either or both)"),
     "RATE_LIMIT": (parse_rate_limit, "<n>/s or <n>/m"),
+    SHIFT_KEY: (
+        parse_shift,
+        "'from=<color> steps=<pct>,...,100 every=<n>s|m|h [alarms=<name>,...]"
+        " [start=<RFC 3339 UTC>]'",
+    ),
 }
+DROPPED = {SHIFT_KEY: "the shift is ignored and the declared weights apply"}
 POLICY_KEYS = frozenset(PARSERS)
 _CLUSTER_FIELDS = {
     "HEALTH_CHECK": "health_check",
@@ -312,11 +393,13 @@ def parse_policy(key: str, value: str) -> tuple[Any, str] | str:
             raise PolicyValueError("the value is empty or not printable ASCII")
         return parser(text), text
     except PolicyValueError as err:
-        return f"{err}; accepted form: {form}; the {key} policy is dropped (default applies)"
+        dropped = DROPPED.get(key, f"the {key} policy is dropped (default applies)")
+        return f"{err}; accepted form: {form}; {dropped}"
 
 
 def read_policies(attributes: dict[str, str], report: Callable[[str, str], None]) -> Policies:
     """The policies of one ``service-settings`` instance; each bad key is ``report``-ed."""
+    shift: ShiftDecl | None = None
     route: dict[str, Any] = {}
     cluster: dict[str, Any] = {}
     texts = []
@@ -326,9 +409,11 @@ def read_policies(attributes: dict[str, str], report: Callable[[str, str], None]
             report(f"attribute {key!r} = {attributes[key]!r}", parsed)
             continue
         value, text = parsed
-        if key in ROUTE_FIELDS:
+        if key == SHIFT_KEY:
+            shift = value
+        elif key in ROUTE_FIELDS:
             route[ROUTE_FIELDS[key]] = value
             texts.append((key, text))
         else:
             cluster[_CLUSTER_FIELDS[key]] = value
-    return Policies(RoutePolicy(**route, texts=tuple(texts)), ClusterPolicy(**cluster))
+    return Policies(RoutePolicy(**route, texts=tuple(texts)), ClusterPolicy(**cluster), shift)

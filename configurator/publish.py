@@ -12,6 +12,7 @@ repaired by publishing a fresh version that uploads every object again, even if 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -25,6 +26,7 @@ from shared.models import (
     Manifest,
     NodeEntry,
     NodeFiles,
+    ShiftState,
     VersionIndex,
     changed_nodes,
     new_version_id,
@@ -112,16 +114,22 @@ def publish_version(
     now: datetime,
     generator: Generator,
     signer: Signer | None = None,
+    shifts: Mapping[str, ShiftState] | None = None,
+    force: bool = False,
 ) -> PublishOutcome:
-    """Publish ``content`` unless its nodes equal the (intact) current version's."""
+    """Publish ``content`` (and the traffic shifts' states) unless its nodes equal the (intact)
+    current version's; a shift that moved (a new step, an abort) publishes on its own, and
+    ``force`` publishes anyway (the cycle's problems about shifts changed)."""
     old_nodes = current.index.nodes if current and current.index else {}
     changed = changed_nodes(old_nodes, content.nodes)
     repair = current is not None and bool(current.damage)
-    if current is not None and not changed and not repair:
+    shifts = dict(shifts or {})
+    moved = _shifts_moved(current.index.shifts if current and current.index else {}, shifts)
+    if current is not None and not (changed or moved or repair or force):
         return PublishOutcome("unchanged", current.read.manifest.version)
     parent = current.read.manifest.version if current else None
     index = content.index(new_version_id(now, content.digest()), now, parent)
-    index = index.model_copy(update={"summary": summary})
+    index = index.model_copy(update={"summary": summary, "shifts": dict(sorted(shifts.items()))})
     blobs = content.blobs
     uploaded = sum(store.put_object(blobs[d]).uploaded for d in _uploads(index, blobs, current))
     ref = store.put_index(index)
@@ -140,6 +148,12 @@ def publish_version(
         _discard(store, index.version)  # never current: no fetcher or operator may see it
         raise
     return PublishOutcome("published", index.version, changed, uploaded, repaired=repair)
+
+
+def _shifts_moved(old: Mapping[str, ShiftState], new: Mapping[str, ShiftState]) -> bool:
+    """A shift is new or its state differs. One that disappeared (its declaration was removed)
+    is no reason to publish: the next version simply does not record it."""
+    return any(old.get(key) != state for key, state in new.items())
 
 
 def _discard(store: BundleStore, version: str) -> None:

@@ -7,9 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from shared.models import Problem
+from shared.models import Problem, ShiftState
 
 Outcome = Literal["published", "unchanged", "frozen", "failed"]
+
+
+@dataclass(frozen=True)
+class ShiftChange:
+    """A traffic shift that moved in a cycle: a new step (or a new shift), or an abort."""
+
+    kind: Literal["step", "aborted"]
+    state: ShiftState
 
 
 @dataclass
@@ -28,6 +36,8 @@ class CycleReport:
     failed_nodes: list[str] = field(default_factory=list)
     repaired: bool = False  # the published version replaced a damaged current one
     stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds, in cycle order
+    shifts: list[ShiftState] = field(default_factory=list)  # every shift's state after the cycle
+    shift_changes: list[ShiftChange] = field(default_factory=list)
 
     def log_fields(self) -> dict[str, object]:
         """The fields of the ``cycle.done`` line."""

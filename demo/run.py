@@ -1,6 +1,7 @@
-"""The demo: Cloud Map + S3 on a local moto server, real backends, the configurator, a
-fetcher-supervised Envoy gateway, real HTTP through it, a call from a second mesh through that
-gateway (PEERS), and a blue -> green cutover.
+"""The demo: Cloud Map + S3 + CloudWatch on a local moto server, real backends, the
+configurator, a fetcher-supervised Envoy gateway, real HTTP through it, a call from a second
+mesh through that gateway (PEERS), and a progressive blue -> green rollout (``nightjar shift``)
+watched by a probe.
 
 Everything listens on 127.0.0.1 and is torn down on exit, failure or Ctrl-C. ``run_demo``
 returns 0 when every step behaved as expected; the integration test calls it.
@@ -30,6 +31,7 @@ from botocore.config import Config
 from sandbox import cloudmap
 from sandbox.backends import Backend, Behaviour
 from sandbox.moto import free_port, moto_server
+from shared.s3_store import S3BundleStore
 
 BIN = Path(sys.executable).parent
 BUCKET = "nightjar-demo"
@@ -40,6 +42,9 @@ REQUESTS = 400
 COLORS = ("tuna-blue", "tuna-green")
 STEPS = 11
 CANARY = {"x-canary": "1"}
+SHIFT_STEPS = "25,50,75,100"
+SHIFT_EVERY = 7  # seconds per step: green reaches 100 % about 21 s after the start
+ALARM = "tuna-green-5xx"
 
 
 class DemoFailed(Exception):
@@ -158,6 +163,31 @@ class Demo:
                     proc.wait()
             log.close()
 
+    @contextmanager
+    def configurator_loop(self) -> Iterator[subprocess.Popen[bytes]]:
+        """``nightjar-configurator run`` with 1 s cycles, in the background."""
+        served = f"{cloudmap.FISH},{REEF}"  # as configure(): a peer must be served
+        env = {**self.env, "NJ_NAMESPACES": served, "NJ_INTERVAL": "1"}
+        log = (self.workdir / "configurator.log").open("wb")
+        proc = subprocess.Popen(
+            [str(BIN / "nightjar-configurator"), "run"],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            log.close()
+
     # -- HTTP through Envoy -----------------------------------------------------------------
     def get(
         self, path: str, headers: dict[str, str] | None = None, port: int | None = None
@@ -220,7 +250,7 @@ class Demo:
         self.client("s3").create_bucket(Bucket=BUCKET)
         ns_id = cloudmap.create_namespace(self.cloudmap)
         for name in ("tuna-blue", "tuna-green", "salmon-blue"):
-            self.backends[name] = Backend(name)
+            self.backends[name] = Backend(name, Behaviour(one_write=True))  # quick probes
         weights = {"tuna-blue": 90, "tuna-green": 10}
         for name in COLORS:
             color = name.split("-")[1]
@@ -291,6 +321,56 @@ class Demo:
         if set(seen) - set(COLORS) or status != 200 or body not in COLORS or private != 404:
             raise DemoFailed(f"cross-mesh calls misbehaved: {dict(seen)}, {status}, {private}")
 
+    def create_alarm(self) -> None:
+        watch = self.client("cloudwatch")
+        watch.put_metric_alarm(
+            AlarmName=ALARM,
+            MetricName="HTTPCode_Target_5XX_Count",
+            Namespace="AWS/ApplicationELB",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=5.0,
+            ComparisonOperator="GreaterThanThreshold",
+        )
+        watch.set_alarm_state(AlarmName=ALARM, StateValue="OK", StateReason="demo")
+
+    def tuna_shift(self) -> Any:
+        """The tuna shift's state in the current version (None before the first)."""
+        store = S3BundleStore(self.client("s3"), BUCKET, "nightjar")
+        read = store.read_manifest()
+        if read is None:
+            return None
+        return store.get_index(read.manifest.version).shifts.get(f"{cloudmap.FISH}/tuna")
+
+    def watch_shift(self) -> float:
+        """Probe /tuna every ~2 s, printing observed vs configured, until green has it all."""
+        started = time.monotonic()
+        steps_seen: set[int] = set()
+        self.say(f"    {'time':>6}  {'green observed':>15}  configured")
+        while time.monotonic() - started < 90:
+            seen = self.split(200)
+            state = self.tuna_shift()
+            elapsed = time.monotonic() - started
+            green = 100 * seen["tuna-green"] / sum(seen.values())
+            if state is None or state.percent is None:
+                said = "declared weights (90/10)"
+            else:
+                step = f"step {state.step + 1}/{len(state.steps)}"
+                said = f"{state.verdict}, {step}: green {state.percent}%"
+                steps_seen.add(state.step)
+            self.say(f"    {elapsed:5.1f}s  {green:14.1f}%  {said}")
+            if set(seen) - set(COLORS):
+                raise DemoFailed(f"unexpected answers during the shift: {dict(seen)}")
+            if state is not None and state.verdict == "completed" and green == 100:
+                if len(steps_seen) < 3:
+                    raise DemoFailed(f"the probe saw only steps {sorted(steps_seen)}")
+                return elapsed
+            if state is not None and state.verdict == "aborted":
+                raise DemoFailed(f"the shift aborted: {state.abort_reason}")
+            time.sleep(1.5)
+        raise DemoFailed("the shift did not complete within 90 s")
+
     def close_backends(self) -> None:
         for backend in self.backends.values():
             backend.close()
@@ -345,20 +425,35 @@ class Demo:
             if retried["flaky"] < 198 or raw["HTTP 503"] < 60:
                 raise DemoFailed(f"retries did not mask the failures: {raw} vs {retried}")
 
-            self.step("cutover: weights blue 0 / green 100 in Cloud Map, one configurator cycle")
-            cloudmap.update_settings(self.cloudmap, self.ids["tuna-blue"], tuna_settings("blue", 0))
-            cloudmap.update_settings(
-                self.cloudmap, self.ids["tuna-green"], tuna_settings("green", 100)
+            self.step(
+                f"progressive delivery: tuna blue -> green in steps of {SHIFT_STEPS} %, every"
+                f" {SHIFT_EVERY}s, aborted if CloudWatch alarm {ALARM} fires"
             )
-            started = time.monotonic()
-            self.say("    " + self.configure().strip())
-            self.wait_for(lambda: set(self.split(20)) == {"tuna-green"}, 60, "the new split")
-            self.say(
-                f"    Envoy served the new split {time.monotonic() - started:.1f}s after the "
-                "cycle started"
-            )
+            self.create_alarm()
+            start = ["shift", "start", "tuna", "--to", "green", "--steps", SHIFT_STEPS]
+            start += ["--every", f"{SHIFT_EVERY}s", "--alarm", ALARM, "--namespace", cloudmap.FISH]
+            self.say(f"    $ nightjar {' '.join(start)}")
+            for line in self.run_cli("nightjar", *start).splitlines():
+                self.say(f"      {line}")
+            self.say("    nightjar-configurator run (1 s cycles) moves the weights; the probe:")
+            stack.enter_context(self.configurator_loop())
+            took = self.watch_shift()
+            self.say(f"    green serves all of /tuna {took:.1f}s after the shift started")
 
-            self.step(f"{REQUESTS} requests to /tuna after the cutover")
+            self.step("nightjar shift status, then finish: the final weights become the declared")
+            for shift_argv in (
+                ("shift", "status"),
+                ("shift", "finish", "tuna", "--namespace", cloudmap.FISH),
+            ):
+                self.say(f"    $ nightjar {' '.join(shift_argv)}")
+                for line in self.run_cli("nightjar", *shift_argv).splitlines():
+                    self.say(f"      {line}")
+            current = json.loads(self.run_cli("nightjar", "status", "--json"))["version"]
+            time.sleep(2.5)  # two more configurator cycles
+            after = json.loads(self.run_cli("nightjar", "status", "--json"))["version"]
+            if after != current:
+                raise DemoFailed(f"a version was published after finish: {after}")
+            self.say(f"    the next cycles published nothing: still {after}")
             seen = self.split()
             self.show_split(seen, {"tuna-blue": 0, "tuna-green": 100})
             if seen["tuna-green"] != REQUESTS:

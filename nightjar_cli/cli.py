@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import getpass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import click
 
 from nightjar_cli import operations as ops
 from nightjar_cli.appmesh_cli import import_appmesh
-from nightjar_cli.context import OperatorContext
+from nightjar_cli.context import OperatorContext, store_options
 from nightjar_cli.errors import OperatorError
 from nightjar_cli.offline import render, validate
 from nightjar_cli.output import emit, table
 from nightjar_cli.results import VersionRow, plain
+from nightjar_cli.shift_cli import shift
 from shared import __version__
 from shared.cli import expected_errors
 
@@ -28,22 +28,6 @@ def _now() -> datetime:
 
 
 JSON = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-
-
-def _store_flag(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    """``--bucket``/``--prefix`` after the command name override the ones before it."""
-    if value is not None and isinstance(ctx.obj, OperatorContext):
-        ctx.obj.flags[str(param.name)] = value
-
-
-def store_options(fn: Any) -> Any:
-    """Accept the store options after the command too (``nightjar status --bucket X``)."""
-    for name, text in (
-        ("--prefix", "key prefix in the bucket [NJ_PREFIX]"),
-        ("--bucket", "S3 bucket of the bundle store [NJ_BUCKET]"),
-    ):
-        fn = click.option(name, help=text, expose_value=False, callback=_store_flag)(fn)
-    return fn
 
 
 VERSION = click.option("--version", "version", help="a retained version (default: current)")
@@ -337,3 +321,4 @@ def gc(obj: OperatorContext, dry_run: bool, as_json: bool) -> None:
 main.add_command(render)
 main.add_command(validate)
 main.add_command(import_appmesh)
+main.add_command(shift)

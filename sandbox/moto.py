@@ -1,4 +1,5 @@
-"""Loopback ports and an embedded moto server (S3, Cloud Map, ...) for make demo and the tests."""
+"""Loopback ports and an embedded moto server (S3, Cloud Map, CloudWatch, ...) for make demo
+and the tests."""
 
 from __future__ import annotations
 
@@ -21,11 +22,35 @@ def free_port() -> int:
 
 
 @contextmanager
+def registration_replaces() -> Iterator[None]:
+    """Make moto's Cloud Map RegisterInstance replace an existing instance of the same id, as
+    AWS does. moto appends a second instance instead, and readers keep seeing the first one's
+    attributes, so ``nightjar shift`` (which rewrites ``service-settings``) would write into
+    the void. Patches moto's backend in this process (the embedded server included)."""
+    from moto.servicediscovery import models
+
+    backend: Any = models.ServiceDiscoveryBackend
+    original = backend.register_instance
+
+    def register_instance(self: Any, service_id: str, instance_id: str, **kw: Any) -> Any:
+        service = self.get_service(service_id)
+        service.instances = [i for i in service.instances if i.instance_id != instance_id]
+        return original(self, service_id=service_id, instance_id=instance_id, **kw)
+
+    backend.register_instance = register_instance
+    try:
+        yield
+    finally:
+        backend.register_instance = original
+
+
+@contextmanager
 def moto_server() -> Iterator[str]:
     """A moto HTTP server on 127.0.0.1 for the block, started empty; yields its URL.
 
     moto keeps its backends in process-wide state, so the server is reset before use. Its
-    ListServices filters by namespace as AWS does (``list_services_filtered``).
+    ListServices filters by namespace (``list_services_filtered``) and Cloud Map
+    re-registration replaces attributes (``registration_replaces``), as on AWS.
     """
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
@@ -33,7 +58,7 @@ def moto_server() -> Iterator[str]:
     url = f"http://{host}:{port}"
     urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
     try:
-        with list_services_filtered():
+        with list_services_filtered(), registration_replaces():
             yield url
     finally:
         server.stop()

@@ -121,6 +121,38 @@ def file_set_id(files: NodeFiles) -> str:
     return sha256_hex(json.dumps(listing).encode())[:32]
 
 
+class ShiftState(_Wire):
+    """One traffic shift's progress, recorded with the version that serves it and read back
+    by the next cycle (docs/bundle-format.md, docs/progressive-delivery.md)."""
+
+    namespace: str
+    service: str
+    to_color: str
+    from_color: str
+    declaration: str  # the SHIFT value, canonical, without abort=: which shift this is
+    steps: list[int]
+    every_seconds: int = Field(ge=1)
+    alarms: list[str] = Field(default_factory=list)
+    start: UtcDatetime
+    step: int = Field(ge=-1)  # index into steps; -1 before the start
+    percent: int | None = Field(default=None, ge=0, le=100)  # the new color's share
+    next_step_at: UtcDatetime | None = None
+    completed_at: UtcDatetime | None = None
+    aborted_at: UtcDatetime | None = None
+    abort_reason: str | None = None
+    abort_cause: Literal["alarm", "unhealthy", "operator"] | None = None
+    routes: dict[str, dict[str, int]] = Field(default_factory=dict)  # route -> color -> weight
+
+    @property
+    def verdict(self) -> Literal["pending", "shifting", "completed", "aborted"]:
+        """aborted / completed (final until the declaration changes), shifting, or pending."""
+        if self.aborted_at is not None:
+            return "aborted"
+        if self.completed_at is not None:
+            return "completed"
+        return "pending" if self.percent is None else "shifting"
+
+
 class NodeEntry(_Wire):
     """One node of a version: the file sets it carries (by id) and files of its own.
 
@@ -149,6 +181,7 @@ class VersionIndex(_Wire):
     file_sets: dict[SetId, NodeFiles] = Field(default_factory=dict)
     nodes: dict[NodeId, NodeEntry]
     summary: DiscoverySummary = Field(default_factory=DiscoverySummary)
+    shifts: dict[str, ShiftState] = Field(default_factory=dict)  # "<namespace>/<service>"
 
     @model_validator(mode="after")
     def _sets_resolve(self) -> VersionIndex:

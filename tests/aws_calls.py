@@ -90,6 +90,32 @@ def _discovered(p: dict[str, Any]) -> list[IamRequest]:
     return [IamRequest("servicediscovery:DiscoverInstances", "*", context)]
 
 
+def _service(action: str) -> Any:
+    def requests(p: dict[str, Any]) -> list[IamRequest]:
+        arn = f"arn:aws:servicediscovery:{REGION}:{ACCOUNT}:service/{p['ServiceId']}"
+        return [IamRequest(action, arn)]
+
+    return requests
+
+
+def _registered(p: dict[str, Any]) -> list[IamRequest]:
+    """RegisterInstance, and the Route 53 actions Cloud Map performs with the caller's
+    permissions to update the DNS records of a service in a DNS namespace (AWS's managed policy
+    AWSCloudMapRegisterInstanceAccess grants the same ones)."""
+    zone = "arn:aws:route53:::hostedzone/ZFISHZONE"
+    return [
+        *_service("servicediscovery:RegisterInstance")(p),
+        IamRequest("route53:GetHostedZone", zone),
+        IamRequest("route53:ChangeResourceRecordSets", zone),
+        IamRequest("route53:ListHostedZonesByName", "*"),
+    ]
+
+
+def _alarms(p: dict[str, Any]) -> list[IamRequest]:
+    arn = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:"
+    return [IamRequest("cloudwatch:DescribeAlarms", arn + name) for name in p["AlarmNames"]]
+
+
 # API operation -> the IAM requests it needs (API and IAM names differ: HeadObject is
 # s3:GetObject, ListObjectsV2 is s3:ListBucket, DeleteObjects is one s3:DeleteObject per key).
 IAM_OF_OPERATION: dict[tuple[str, str], Any] = {
@@ -106,6 +132,9 @@ IAM_OF_OPERATION: dict[tuple[str, str], Any] = {
     ],
     ("servicediscovery", "GetNamespace"): _namespace,
     ("servicediscovery", "DiscoverInstances"): _discovered,
+    ("servicediscovery", "GetInstance"): _service("servicediscovery:GetInstance"),
+    ("servicediscovery", "RegisterInstance"): _registered,
+    ("cloudwatch", "DescribeAlarms"): _alarms,
 }
 
 

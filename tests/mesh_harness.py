@@ -69,6 +69,78 @@ def publish(configurator: Configurator) -> str:
     return report.version
 
 
+def process_env(endpoint: str, bucket: str) -> dict[str, str]:
+    """The environment of a nightjar process (or CLI) on the moto server."""
+    return {
+        **os.environ,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "NJ_BUCKET": bucket,
+        "NJ_LOG_FORMAT": "json",
+    }
+
+
+class ConfiguratorProcess:
+    """``nightjar-configurator run`` as a real process on the moto server, logging JSON."""
+
+    def __init__(
+        self, endpoint: str, bucket: str, namespaces: list[str], log: Path, interval: float = 1
+    ) -> None:
+        self.env = {
+            **process_env(endpoint, bucket),
+            "NJ_NAMESPACES": ",".join(namespaces),
+            "NJ_INTERVAL": str(interval),
+        }
+        self.log_path = log
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.log = self.log_path.open("a")
+        self.proc = subprocess.Popen(
+            [str(BIN / "nightjar-configurator"), "run"],
+            env=self.env,
+            stdout=self.log,
+            stderr=self.log,
+            text=True,
+            start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no cycle is finished, nothing is cleaned up (a crash)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self._close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._close()
+
+    def _close(self) -> None:
+        if self.proc is not None:
+            self.log.close()
+            self.proc = None
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """Every log line with event ``name``, in order (all runs into this log)."""
+        lines = self.log_path.read_text().splitlines() if self.log_path.exists() else []
+        found = []
+        for line in lines:
+            if f'"{name}"' in line and line.startswith("{"):
+                event = json.loads(line)
+                if event.get("event") == name:
+                    found.append(event)
+        return found
+
+
 class EnvoyNode:
     """``nightjar-fetcher run`` for one node: it supervises a real Envoy on loopback."""
 
@@ -190,6 +262,11 @@ class EnvoyNode:
 
     def serving(self, version: str) -> bool:
         return any(a["version"] == version for a in self.applied())
+
+    def latest(self) -> str | None:
+        """The version this node applied last."""
+        applied = self.applied()
+        return str(applied[-1]["version"]) if applied else None
 
 
 def tally(results: Iterator[tuple[int, str, float]]) -> Counter[str]:

@@ -233,7 +233,11 @@ def test_configurator_service_and_its_least_privilege_role(example: dict[str, An
     values |= {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
     expected = [
         load_policy(ROOT / "deploy" / "iam" / name, values)
-        for name in ("configurator-store.json", "configurator-cloudmap.json")
+        for name in (
+            "configurator-store.json",
+            "configurator-cloudmap.json",
+            "configurator-alarms.json",
+        )
     ]
     got_policies = task_role_policies(
         example, "nightjar-configurator", "configurator.yaml", ["ConfiguratorStorePolicyArn"]
@@ -311,7 +315,7 @@ def test_sidecar_registers_srv_and_a_service_settings_instance_in_cloud_map() ->
 
 
 def test_template_policies_are_the_deploy_iam_documents() -> None:
-    """bundle-store.yaml's managed policies and the configurator's inline one equal deploy/iam."""
+    """bundle-store.yaml's managed policies and the configurator's inline ones equal deploy/iam."""
     values: dict[str, Any] = {"Bucket": "b", "BucketName": "b", "Prefix": "p"}
     values |= {"Namespaces": ["n"], "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
 
@@ -333,15 +337,30 @@ def test_template_policies_are_the_deploy_iam_documents() -> None:
         "configurator-store.json": store["ConfiguratorStorePolicy"]["Properties"]["PolicyDocument"],
         "operator.json": store["OperatorPolicy"]["Properties"]["PolicyDocument"],
         "configurator-cloudmap.json": inline[0]["PolicyDocument"],
+        "configurator-alarms.json": inline[1]["PolicyDocument"],
     }
-    optional = {"configurator-signing.json": "kms:Sign", "fetcher-verify.json": "kms:Verify"}
+    # Opt-in: signed bundles, and the Cloud Map writes of 'nightjar shift' for the operators
+    # who run it. No template grants them.
+    optional = {
+        "configurator-signing.json": ["kms:Sign"],
+        "fetcher-verify.json": ["kms:Verify"],
+        "operator-shift.json": [
+            "servicediscovery:ListNamespaces",
+            "servicediscovery:ListServices",
+            "servicediscovery:GetInstance",
+            "servicediscovery:RegisterInstance",
+            "route53:GetHostedZone",
+            "route53:ChangeResourceRecordSets",
+            "route53:ListHostedZonesByName",
+        ],
+    }
     found = sorted(p.name for p in (ROOT / "deploy" / "iam").glob("*.json"))
     assert found == sorted([*documents, *optional])
     for name, document in documents.items():
         assert rendered(document) == load_policy(ROOT / "deploy" / "iam" / name, values), name
-    for name, action in optional.items():  # signed bundles are opt-in: no template grants them
+    for name, actions in optional.items():
         doc = json.loads((ROOT / "deploy" / "iam" / name).read_text())
-        assert [a for st in doc["Statement"] for a in st["Action"]] == [action], name
+        assert [a for st in doc["Statement"] for a in st["Action"]] == actions, name
 
 
 def test_gateway_registers_its_tasks_as_the_mesh_gateway_service_in_cloud_map(

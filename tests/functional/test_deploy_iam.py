@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 from moto import mock_aws
 
+from sandbox.moto import registration_replaces
 from tests.aws_calls import (
     ACCOUNT,
     REGION,
@@ -69,20 +70,37 @@ def assert_exactly_allowed(calls: list[Call], granted: dict[str, Any]) -> None:
 
 @pytest.fixture
 def mesh() -> Iterator[dict[str, Any]]:
-    """Moto S3 + Cloud Map with the fish mesh; setup clients are not recorded."""
-    with mock_aws():
+    """Moto S3 + Cloud Map with the fish mesh, and a CloudWatch alarm; setup clients are not
+    recorded."""
+    with mock_aws(), registration_replaces():
         setup = boto3.session.Session(region_name=REGION)
         setup.client("s3").create_bucket(Bucket=BUCKET)
         cloudmap = setup.client("servicediscovery")
         ns_id = create_namespace(cloudmap)
         ids = {svc.name: register(cloudmap, ns_id, svc) for svc in fish_mesh()}
+        setup.client("cloudwatch").put_metric_alarm(
+            AlarmName="tuna-5xx",
+            MetricName="5xx",
+            Namespace="fish",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1.0,
+            ComparisonOperator="GreaterThanThreshold",
+        )
         yield {"cloudmap": cloudmap, "ns_id": ns_id, "ids": ids}
 
 
-def publish(mesh: dict[str, Any], versions: int, namespace: str = FISH, **env: str) -> None:
+SHIFT = "from=blue steps=50,100 every=1h alarms=tuna-5xx"
+
+
+def publish(
+    mesh: dict[str, Any], versions: int, namespace: str = FISH, shift: str = "", **env: str
+) -> None:
     """Configurator cycles, each after a change of tuna-green's weight: one version each."""
     for n in range(versions):
         settings = {"SERVICE": "tuna", "COLOR": "green", "/tuna": str(10 + n)}
+        settings |= {"SHIFT": shift} if shift else {}
         update_settings(mesh["cloudmap"], mesh["ids"]["tuna-green"], settings)
         invoke("nightjar-configurator", "once", "--namespace", namespace, **env)
 
@@ -90,12 +108,18 @@ def publish(mesh: dict[str, Any], versions: int, namespace: str = FISH, **env: s
 def test_configurator_policy_allows_exactly_its_calls(
     mesh: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Cycles by name and by id:<id>, publishing, unchanged, and gc: all allowed, all used."""
+    """Cycles by name and by id:<id>, publishing, unchanged, and gc, with a traffic shift
+    watching an alarm: all allowed, all used."""
     with record_calls(monkeypatch) as calls:
-        publish(mesh, 2, NJ_KEEP_VERSIONS="1", NJ_GRACE_SECONDS="0")  # the second collects
+        # the second collects
+        publish(mesh, 2, shift=SHIFT, NJ_KEEP_VERSIONS="1", NJ_GRACE_SECONDS="0")
         invoke("nightjar-configurator", "once", "--namespace", f"id:{mesh['ns_id']}")
-    assert {c.operation for c in calls} >= {"DiscoverInstances", "PutObject", "DeleteObjects"}
-    assert_exactly_allowed(calls, policy("configurator-store.json", "configurator-cloudmap.json"))
+    operations = {c.operation for c in calls}
+    assert operations >= {"DiscoverInstances", "PutObject", "DeleteObjects", "DescribeAlarms"}
+    assert_exactly_allowed(
+        calls,
+        policy("configurator-store.json", "configurator-cloudmap.json", "configurator-alarms.json"),
+    )
 
 
 def test_configurator_may_not_discover_other_namespaces() -> None:
@@ -151,3 +175,34 @@ def test_operator_policy_allows_exactly_its_calls(
     markers = {k for k in writes if k.startswith(f"{PREFIX}/history/")}
     assert writes - markers == {f"{PREFIX}/manifest.json"}
     assert len(markers) == 1  # the rollback marked the version it left as once current
+
+
+def test_operator_shift_policy_allows_exactly_the_shift_commands(
+    mesh: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """start, status, abort and finish of a shift (configurator cycles in between, not
+    recorded): operator.json's store reads plus exactly operator-shift.json's Cloud Map reads
+    and RegisterInstance (with the Route 53 actions Cloud Map performs for it)."""
+    publish(mesh, 1)
+    commands = [
+        ["start", "tuna", "--to", "green", "--from", "blue", "--steps", "50,100", "--every", "1h",
+         "--alarm", "tuna-5xx"],
+        ["status"],
+        ["abort", "tuna"],
+        ["finish", "tuna"],
+    ]  # fmt: skip
+    calls: list[Call] = []
+    for args in commands:
+        with record_calls(monkeypatch) as made:
+            invoke("nightjar", "shift", *args)
+        calls += made
+        invoke("nightjar-configurator", "once", "--namespace", FISH)
+    assert {c.operation for c in calls} >= {"RegisterInstance", "GetInstance", "GetObject"}
+    requests = iam_requests(calls)
+    granted = policy("operator.json", "operator-shift.json")
+    denied = sorted((r.action, r.resource) for r in requests if not allowing_statements(granted, r))
+    assert denied == [], "calls the operator policies do not allow"
+    cloud_map = [r for r in requests if not r.action.startswith("s3:")]
+    assert {r.action for r in cloud_map} == policy_actions(policy("operator-shift.json"))
+    assert all(allowing_statements(policy("operator-shift.json"), r) for r in cloud_map)
+    assert not [c for c in calls if c.operation in ("PutObject", "DeleteObjects")]

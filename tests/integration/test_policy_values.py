@@ -22,7 +22,8 @@ FRAGMENTS = [
     "unhealthy=", "5xx", "5xx=", "eject=", "max=", "connections=", "pending=", "requests=",
     "retries=", "delay=", "abort=", "reset", "gateway-error", "retriable-4xx", "/health",
     "round-robin", "least-request", "random", '"', "'", "\\", "{", "}", "]", "#", "\n", "\t",
-    "${NJ_ADMIN_PORT}", "\x00", "é", "\u2028",
+    "${NJ_ADMIN_PORT}", "\x00", "é", "\u2028", "from=", "steps=", "every=", "alarms=", "start=",
+    "2026-11-21T11:00:00Z",
 ]  # fmt: skip
 values = st.one_of(
     st.lists(st.sampled_from(FRAGMENTS), max_size=8).map("".join),
@@ -38,6 +39,7 @@ VALID = {
     "CONNECT_TIMEOUT": "{n}s",
     "FAULT": "delay={n}ms@{p}% abort={status}@{p}%",
     "RATE_LIMIT": "{n}/m",
+    "SHIFT": "from=green steps={k},100 every={n}s alarms=a{k}",
 }
 valid = {
     key: st.builds(
