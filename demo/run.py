@@ -30,6 +30,7 @@ from botocore.config import Config
 
 from sandbox import cloudmap
 from sandbox.backends import Backend, Behaviour
+from sandbox.cloudwatch import create_alarm
 from sandbox.moto import free_port, moto_server
 from shared.s3_store import S3BundleStore
 
@@ -143,38 +144,27 @@ class Demo:
             "NJ_DRAIN_SECONDS": "0.2",
             "NJ_ENVOY_LOG_LEVEL": "error",
         }
-        log = (self.workdir / ("fetcher.log" if node == GATEWAY else f"{name}.log")).open("wb")
-        proc = subprocess.Popen(
-            [str(BIN / "nightjar-fetcher"), "run"],
-            env=env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        try:
+        log = "fetcher.log" if node == GATEWAY else f"{name}.log"
+        with self.background("nightjar-fetcher", env, log, stop_seconds=20) as proc:
             yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-            log.close()
 
     @contextmanager
     def configurator_loop(self) -> Iterator[subprocess.Popen[bytes]]:
         """``nightjar-configurator run`` with 1 s cycles, in the background."""
         served = f"{cloudmap.FISH},{REEF}"  # as configure(): a peer must be served
         env = {**self.env, "NJ_NAMESPACES": served, "NJ_INTERVAL": "1"}
-        log = (self.workdir / "configurator.log").open("wb")
+        with self.background("nightjar-configurator", env, "configurator.log", 30) as proc:
+            yield proc
+
+    @contextmanager
+    def background(
+        self, command: str, env: dict[str, str], log_name: str, stop_seconds: float
+    ) -> Iterator[subprocess.Popen[bytes]]:
+        """``<command> run`` in its own session, logging to ``log_name``; SIGTERM on exit, and
+        SIGKILL to its whole group if it is not gone within ``stop_seconds``."""
+        log = (self.workdir / log_name).open("wb")
         proc = subprocess.Popen(
-            [str(BIN / "nightjar-configurator"), "run"],
-            env=env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
+            [str(BIN / command), "run"], env=env, stdout=log, stderr=log, start_new_session=True
         )
         try:
             yield proc
@@ -182,7 +172,7 @@ class Demo:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
-                    proc.wait(timeout=30)
+                    proc.wait(timeout=stop_seconds)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
@@ -322,18 +312,7 @@ class Demo:
             raise DemoFailed(f"cross-mesh calls misbehaved: {dict(seen)}, {status}, {private}")
 
     def create_alarm(self) -> None:
-        watch = self.client("cloudwatch")
-        watch.put_metric_alarm(
-            AlarmName=ALARM,
-            MetricName="HTTPCode_Target_5XX_Count",
-            Namespace="AWS/ApplicationELB",
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=5.0,
-            ComparisonOperator="GreaterThanThreshold",
-        )
-        watch.set_alarm_state(AlarmName=ALARM, StateValue="OK", StateReason="demo")
+        create_alarm(self.client("cloudwatch"), ALARM, "OK")
 
     def tuna_shift(self) -> Any:
         """The tuna shift's state in the current version (None before the first)."""

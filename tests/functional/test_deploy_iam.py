@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 from moto import mock_aws
 
+from sandbox.cloudwatch import create_alarm
 from sandbox.moto import registration_replaces
 from tests.aws_calls import (
     ACCOUNT,
@@ -78,16 +79,7 @@ def mesh() -> Iterator[dict[str, Any]]:
         cloudmap = setup.client("servicediscovery")
         ns_id = create_namespace(cloudmap)
         ids = {svc.name: register(cloudmap, ns_id, svc) for svc in fish_mesh()}
-        setup.client("cloudwatch").put_metric_alarm(
-            AlarmName="tuna-5xx",
-            MetricName="5xx",
-            Namespace="fish",
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=1.0,
-            ComparisonOperator="GreaterThanThreshold",
-        )
+        create_alarm(setup.client("cloudwatch"), "tuna-5xx")
         yield {"cloudmap": cloudmap, "ns_id": ns_id, "ids": ids}
 
 

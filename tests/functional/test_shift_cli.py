@@ -23,6 +23,7 @@ from configurator.render import TemplateLibrary
 from configurator.report import CycleReport
 from configurator.validate import EnvoyValidator
 from nightjar_cli.cli import main
+from sandbox.cloudwatch import create_alarm
 from sandbox.moto import registration_replaces
 from shared.s3_store import S3BundleStore
 from tests.cloudmap import FISH, CloudMapService, Task, create_namespace, register
@@ -116,7 +117,7 @@ def tuna_weights(mesh: Mesh) -> dict[str, int]:
 def test_start_writes_shift_with_start_now_and_keeps_the_other_attributes(mesh: Mesh) -> None:
     """start: SHIFT=from=blue steps=... every=... alarms=... start=<now> on green only; every
     other attribute of green is written back; --json shows the schedule."""
-    mesh.cloudwatch.put_metric_alarm(**alarm("tuna-5xx"))
+    create_alarm(mesh.cloudwatch, "tuna-5xx")
     before = datetime.now(UTC).replace(microsecond=0)
     out = nj_json(
         "shift", "start", "tuna", "--to", "green", "--steps", "10,50,100", "--every", "5m",
@@ -258,19 +259,6 @@ def test_every_shift_command_has_help_with_an_example(command: str) -> None:
     """--help works without AWS and shows an example."""
     result = CliRunner().invoke(main, ["shift", command, "--help"])
     assert result.exit_code == 0 and "Example" in result.stdout
-
-
-def alarm(name: str) -> dict[str, Any]:
-    return {
-        "AlarmName": name,
-        "MetricName": "HTTPCode_Target_5XX_Count",
-        "Namespace": "AWS/ApplicationELB",
-        "Statistic": "Sum",
-        "Period": 60,
-        "EvaluationPeriods": 1,
-        "Threshold": 1.0,
-        "ComparisonOperator": "GreaterThanThreshold",
-    }
 
 
 def test_the_cli_writes_the_key_the_configurator_reads() -> None:

@@ -22,6 +22,7 @@ from configurator.metrics import Metrics
 from configurator.render import TemplateLibrary
 from configurator.validate import EnvoyValidator
 from nightjar_cli.operations import point_manifest
+from sandbox.cloudwatch import create_alarm
 from shared.memory_store import MemoryBundleStore
 from shared.models import ShiftState
 from tests.bundles import files_by_node
@@ -89,16 +90,7 @@ def cloudwatch() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("cloudwatch")
         for name in ("tuna-5xx", "salmon-5xx", "salmon-p99"):
-            client.put_metric_alarm(
-                AlarmName=name,
-                MetricName="5xx",
-                Namespace="fish",
-                Statistic="Sum",
-                Period=60,
-                EvaluationPeriods=1,
-                Threshold=1.0,
-                ComparisonOperator="GreaterThanThreshold",
-            )
+            create_alarm(client, name)
         yield client
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from sandbox.cloudmap import FISH, CloudMapService, Task, create_namespace, register
+from sandbox.cloudwatch import create_alarm
 from shared.models import ShiftState
 from shared.s3_store import S3BundleStore
 from tests.backends import Backend, Behaviour
@@ -230,17 +231,7 @@ def test_an_alarm_aborts_within_three_cycles_and_the_abort_stays(
     set_alarm_state), a version giving green 0 % is published within 3 cycles and Envoy sends
     green nothing; back to OK, green stays at 0 %; 'nightjar shift status --json' says
     aborted and names the alarm."""
-    mesh.cloudwatch.put_metric_alarm(
-        AlarmName="salmon-5xx",
-        MetricName="HTTPCode_Target_5XX_Count",
-        Namespace="AWS/ApplicationELB",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1.0,
-        ComparisonOperator="GreaterThanThreshold",
-    )
-    mesh.cloudwatch.set_alarm_state(AlarmName="salmon-5xx", StateValue="OK", StateReason="ok")
+    create_alarm(mesh.cloudwatch, "salmon-5xx", "OK")
     mesh.nightjar(
         "shift", "start", "salmon", "--to", "green", "--steps", "50,100", "--every", "1h",
         "--alarm", "salmon-5xx",
