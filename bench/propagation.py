@@ -428,7 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=13, help="seed of the flips' phases")
     parser.add_argument("--keep", type=Path, help="keep the processes' logs in this directory")
     parser.add_argument(
-        "--envoy-args", default="", help="extra Envoy arguments (NJ_ENVOY_ARGS): --drain-time-s 2"
+        "--envoy-args",
+        default="",
+        help="extra Envoy arguments (NJ_ENVOY_ARGS): --drain-strategy immediate",
     )
     args = parser.parse_args(argv)
     if find_envoy() is None:

@@ -26,6 +26,7 @@ from envoy_fetcher.envoy import (
 from envoy_fetcher.errors import ConfigDirError, EnvoyError, FetcherError
 from envoy_fetcher.external import ExternalEnvoy
 from envoy_fetcher.health import HealthInput, judge_health
+from envoy_fetcher.inotify import read_instance_limit
 from envoy_fetcher.metrics import FetcherMetrics, serve_fetcher_metrics
 from envoy_fetcher.poll import Fetcher, Step
 from envoy_fetcher.release import ReleaseDir
@@ -128,12 +129,14 @@ def _envoy(settings: FetcherSettings, metrics: FetcherMetrics) -> EnvoyProcess:
         settings.envoy_log_level,
         settings.envoy_args,
         JSON_LOG_FORMAT if settings.envoy_log_format == "json" else "",
+        drain_time=settings.envoy_drain_time(),
     )
     return EnvoyProcess(
         command,
         AdminClient(settings.admin_port),
         listener=f"{settings.bind_address()}:{settings.listener_port}",
         on_restart=metrics.envoy_restarted,
+        inotify_limit=read_instance_limit(),
     )
 
 
@@ -203,7 +206,12 @@ def run(no_envoy: bool, envoy_admin: bool, **flags: Any) -> None:
     metrics = _metrics(settings)
     envoy = _external_envoy(settings, envoy_admin) if no_envoy else _envoy(settings, metrics)
     fetcher = Fetcher.from_dir(
-        settings, _store(settings), envoy, metrics=metrics, verifier=_verifier(settings)
+        settings,
+        _store(settings),
+        envoy,
+        metrics=metrics,
+        verifier=_verifier(settings),
+        inotify_limit=read_instance_limit(),
     )
     runner = _runner(settings, fetcher, envoy)
     stop = stop_on_signals(log, "fetcher.stopping")
@@ -237,7 +245,10 @@ def once(**flags: Any) -> None:
     configure_logging(settings.log_level, settings.log_format)
     prepare_config_dir(settings.config_dir)
     store = _store(settings)
-    step = Fetcher.from_dir(settings, store, verifier=_verifier(settings)).poll_once()
+    limit = read_instance_limit()
+    step = Fetcher.from_dir(
+        settings, store, verifier=_verifier(settings), inotify_limit=limit
+    ).poll_once()
     if step.result in ("applied", "unchanged"):
         click.echo(f"{step.result} {step.version} in {settings.config_dir / 'current'}")
         return

@@ -12,20 +12,24 @@ tests without a binary.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from envoy_fetcher.errors import EnvoyError
+from envoy_fetcher.inotify import abort_reason, aborted_for_inotify
 from envoy_fetcher.release import write_atomic
 from shared.logs import get_logger
 from shared.models import CDS_FILE, LDS_FILE
@@ -243,10 +247,12 @@ def await_verdict(
     timeout: float,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    alive: Callable[[], bool] = lambda: True,
 ) -> Verdict:
-    """Wait until Envoy took both files of a swap (success) or rejected either."""
+    """Wait until Envoy took both files of a swap (success) or rejected either; a "timeout"
+    as soon as ``alive`` says Envoy exited (no verdict will come)."""
     deadline = clock() + timeout
-    while clock() < deadline:
+    while clock() < deadline and alive():
         try:
             verdict = judge(before, admin.counters())
         except (OSError, urllib.error.URLError):
@@ -267,9 +273,11 @@ class EnvoyCommand:
     log_level: str = "info"
     extra_args: str = ""
     log_format: str = JSON_LOG_FORMAT  # "" keeps Envoy's text format
+    drain_time: int | None = None  # --drain-time-s; None keeps Envoy's default (600 s)
 
     def argv(self) -> list[str]:
         fmt = ["--log-format", self.log_format] if self.log_format else []
+        drain = [] if self.drain_time is None else ["--drain-time-s", str(self.drain_time)]
         return [
             self.binary,
             "-c",
@@ -278,6 +286,7 @@ class EnvoyCommand:
             self.log_level,
             *fmt,
             "--disable-hot-restart",
+            *drain,
             *shlex.split(self.extra_args),
         ]
 
@@ -291,6 +300,8 @@ class Child(Protocol):
     def send_signal(self, sig: int, /) -> None: ...
     def wait(self, timeout: float | None = None) -> int: ...
     def kill(self) -> None: ...
+    def recent_output(self) -> str:
+        """Its last lines on stderr (what it said before it exited)."""
 
 
 def _die_with_parent() -> Callable[[], None]:
@@ -312,9 +323,59 @@ def _die_with_parent() -> Callable[[], None]:
     return in_child
 
 
+class EnvoyChild:
+    """Envoy as a child process whose stderr passes through to ours line by line (one write
+    per line), keeping the last lines: why it exited, when it says so before it dies."""
+
+    def __init__(self, argv: list[str], keep: int = 60) -> None:
+        self.popen = subprocess.Popen(argv, preexec_fn=_die_with_parent(), stderr=subprocess.PIPE)
+        self._tail: deque[bytes] = deque(maxlen=keep)
+        self._relay = threading.Thread(target=self._pass_through, name="envoy-stderr", daemon=True)
+        self._relay.start()
+
+    def _pass_through(self) -> None:
+        stream = self.popen.stderr
+        assert stream is not None
+        with stream:
+            for line in stream:
+                self._tail.append(line)
+                _write_all(2, line)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def send_signal(self, sig: int, /) -> None:
+        self.popen.send_signal(sig)
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.popen.wait(timeout)
+
+    def kill(self) -> None:
+        self.popen.kill()
+
+    def recent_output(self) -> str:
+        if self.popen.poll() is not None:
+            self._relay.join(timeout=2.0)  # what it wrote before exiting is still in the pipe
+        return b"".join(self._tail).decode("utf-8", "replace")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` to ``fd``; a closed stderr drops it (Envoy must never block on a pipe)."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except OSError:
+            return
+
+
 def spawn_child(argv: list[str]) -> Child:
     """Start ``argv`` as a child that gets SIGTERM when this process dies."""
-    return subprocess.Popen(argv, preexec_fn=_die_with_parent())
+    return EnvoyChild(argv)
 
 
 def restart_delay(restarts: int) -> float:
@@ -335,8 +396,10 @@ class EnvoyProcess:
         *,
         listener: str = "",
         on_restart: Callable[[], None] = lambda: None,
+        inotify_limit: int | None = None,
     ) -> None:
         self.command = command
+        self.inotify_limit = inotify_limit
         self.admin = admin
         self.listener = listener
         self.on_restart = on_restart
@@ -360,7 +423,7 @@ class EnvoyProcess:
         deadline = self.clock() + ready_timeout
         self._spawn()
         if not self.wait_ready(ready_timeout):
-            return "timeout"
+            return self._died("timeout")
         nothing = parse_counters("")
         verdict = await_verdict(
             self.admin, nothing, max(0.5, deadline - self.clock()), self.clock, self.sleep
@@ -436,9 +499,21 @@ class EnvoyProcess:
             return "unconfirmed"
         before = self.admin.counters()
         swap()
-        return self._explain(
-            await_verdict(self.admin, before, timeout, self.clock, self.sleep), before
-        )
+        verdict = await_verdict(self.admin, before, timeout, self.clock, self.sleep, self.running)
+        if verdict == "timeout":
+            return self._died(verdict)
+        return self._explain(verdict, before)
+
+    def _died(self, verdict: Verdict) -> Verdict:
+        """Envoy exited while loading the files: rejected when it said inotify ran out (the
+        version needs more file subscriptions than the uid may have), else ``verdict``."""
+        if self.proc is None or self.running():
+            return verdict
+        if not aborted_for_inotify(self.proc.recent_output()):
+            return verdict
+        self._rejection = abort_reason(self.inotify_limit)
+        log.error("envoy.inotify_exhausted", code=self.proc.poll(), limit=self.inotify_limit)
+        return "rejected"
 
     def stop(self, drain_seconds: float) -> int | None:
         """Drain gracefully, then SIGTERM (SIGKILL after 10 s). Returns Envoy's exit code."""

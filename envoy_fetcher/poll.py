@@ -19,6 +19,7 @@ from envoy_fetcher.cache import ObjectCache
 from envoy_fetcher.download import Download, digests_of, download_release, node_files
 from envoy_fetcher.envoy import REJECTED_REASON, Proxy, Verdict
 from envoy_fetcher.errors import BundleRejectedError, ListenerPortError
+from envoy_fetcher.inotify import count_subscriptions, over_limit
 from envoy_fetcher.lineage import check_signed, older_versions
 from envoy_fetcher.metrics import FetcherMetrics
 from envoy_fetcher.release import ReleaseDir
@@ -70,8 +71,10 @@ class Fetcher:
         clock: Callable[[], datetime] = _utcnow,
         metrics: FetcherMetrics | None = None,
         verifier: Verifier | None = None,
+        inotify_limit: int | None = None,
     ) -> None:
         self.settings = settings
+        self.inotify_limit = inotify_limit  # fs.inotify.max_user_instances (None: unknown)
         self.store = store
         self.release = release
         self.cache = cache
@@ -93,6 +96,7 @@ class Fetcher:
         clock: Callable[[], datetime] = _utcnow,
         metrics: FetcherMetrics | None = None,
         verifier: Verifier | None = None,
+        inotify_limit: int | None = None,
     ) -> Fetcher:
         """A fetcher on ``settings.config_dir``: creates its directories, loads its state."""
         release = ReleaseDir(settings.config_dir)
@@ -101,7 +105,9 @@ class Fetcher:
         cache.ensure()
         state = load_state(release.state_path)
         state.node, state.supervised = settings.node, proxy is not None
-        return cls(settings, store, release, cache, state, proxy, clock, metrics, verifier)
+        return cls(
+            settings, store, release, cache, state, proxy, clock, metrics, verifier, inotify_limit
+        )
 
     # -- state ------------------------------------------------------------------------------
     def serving(self) -> str | None:
@@ -217,6 +223,7 @@ class Fetcher:
             download = self._stage(manifest.version, files)
         except ListenerPortError as err:
             return self._refuse_ports(index, files, current is None, err, vlog)
+        self._warn_inotify(download, vlog)
         verdict = self._swap_and_confirm(download.version, current, vlog)
         if verdict == "rejected":
             if current is None:  # a dark start: nothing older on disk to go back to
@@ -245,6 +252,15 @@ class Fetcher:
         self.release.stage(download.version, download.files, download.digests)
         self.metrics.downloaded(download.downloaded_bytes)
         return download
+
+    def _warn_inotify(self, download: Download, vlog: EventLogger) -> None:
+        """Say so before the swap when Envoy cannot hold this version's file subscriptions."""
+        needed = count_subscriptions(download.files)
+        problem = over_limit(needed, self.inotify_limit)
+        if problem:
+            vlog.warning(
+                "envoy.inotify_limit", needed=needed, limit=self.inotify_limit, detail=problem
+            )
 
     def _swap_and_confirm(self, version: str, previous: str | None, vlog: EventLogger) -> Verdict:
         if self.proxy is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from shared.models import GATEWAY_NODE_RE, MAX_OBJECT_BYTES, SIDECAR_NODE_RE
 from shared.placeholders import task_values
 from shared.settings import NightjarSettings
 
+DRAIN_FLAG = "--drain-time-s"
 ENVOY_LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical", "off")
 
 
@@ -37,7 +39,11 @@ class FetcherSettings(NightjarSettings):
     envoy_bin: str = Field(default="envoy")
     envoy_log_level: str = Field(default="info")
     envoy_args: str = Field(default="", description="extra envoy arguments (shell words)")
-    drain_seconds: float = Field(default=5.0, ge=0, description="graceful drain before stop")
+    drain_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Envoy's drain time: after a listener change, and before stop",
+    )
     confirm_seconds: float = Field(default=15.0, gt=0, description="wait for Envoy to accept")
     envoy_log_format: str = Field(
         default="json", description="json (one object per stderr line) or text (Envoy's own)"
@@ -66,9 +72,12 @@ class FetcherSettings(NightjarSettings):
     @classmethod
     def _envoy_args_split(cls, value: str) -> str:
         try:
-            shlex.split(value)
+            words = shlex.split(value)
         except ValueError as err:
             raise ValueError(f"{value!r} is not valid shell words ({err})") from err
+        if any(w == DRAIN_FLAG or w.startswith(DRAIN_FLAG + "=") for w in words):
+            # Envoy refuses a flag given twice; and the stop's wait must match the drain.
+            raise ValueError(f"do not pass {DRAIN_FLAG} in envoy args: set NJ_DRAIN_SECONDS")
         return value
 
     @field_validator("envoy_log_level")
@@ -101,6 +110,13 @@ class FetcherSettings(NightjarSettings):
         if self.listener_address:
             return self.listener_address
         return "0.0.0.0" if GATEWAY_NODE_RE.match(self.node) else "127.0.0.1"
+
+    def envoy_drain_time(self) -> int:
+        """Envoy's ``--drain-time-s`` (whole seconds, rounded up, at least 1): how long a changed
+        or removed listener keeps its connections (old routes) and how long the drain before stop
+        lasts. Never 0: Envoy would then close, at every route change, the connections the old
+        listener had just accepted, before they got an answer."""
+        return max(1, math.ceil(self.drain_seconds))
 
     def require_node(self) -> None:
         """SettingsError unless a node is set (the fetcher cannot guess which node it serves)."""

@@ -148,9 +148,13 @@ class FakeChild:
     hangs: bool = False
     signals: list[int] = field(default_factory=list)
     killed: bool = False
+    output: str = ""  # what it wrote on stderr
 
     def exit(self, code: int) -> None:
         self.code = code
+
+    def recent_output(self) -> str:
+        return self.output
 
     def poll(self) -> int | None:
         return self.code

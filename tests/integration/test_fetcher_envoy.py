@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -167,6 +169,38 @@ class Traffic:
         self._thread.join(timeout=10)
 
 
+class PooledClient:
+    """One HTTP/1.1 keep-alive connection to Envoy, reused for every request and reopened only
+    when Envoy closes it (``Connection: close``, or a close seen on the next request), as a
+    connection pool does."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        self.connections = 0
+
+    def get(self, path: str = "/") -> str:
+        try:
+            return self._send(path)
+        except ConnectionError:  # closed while idle: a pool retries once on a new connection
+            self.conn.close()
+            return self._send(path)
+
+    def _send(self, path: str) -> str:
+        if self.conn.sock is None:
+            self.conn.connect()
+            self.connections += 1
+        self.conn.request("GET", path)
+        response = self.conn.getresponse()  # closes the connection after a Connection: close
+        body = response.read().decode()
+        return body if response.status == 200 else f"HTTP {response.status}"
+
+    def __enter__(self) -> PooledClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.conn.close()
+
+
 def json_lines(stderr: str) -> list[dict[str, Any]]:
     """Every stderr line as a JSON object (json.loads raises on the first one that is not)."""
     return [json.loads(line) for line in stderr.splitlines()]
@@ -201,6 +235,30 @@ def test_traffic_follows_new_versions_without_failed_requests(mesh: Mesh) -> Non
     assert applied[-1]["version"] == v2 and applied[-1]["confirm"] == "accepted"
     assert applied[-1]["changed_files"] == ["cds.yaml", "lds.yaml"]
     assert not mesh.admin_up(), "envoy must be gone after SIGTERM"
+
+
+def test_a_pooled_connection_takes_a_route_change_within_the_drain_time(mesh: Mesh) -> None:
+    """A route change is a listener change: Envoy drains the old listener for NJ_DRAIN_SECONDS
+    (--drain-time-s), not its default 600 s. A keep-alive client still gets v1's route on its
+    connection after v2 is applied, and v2's route within the drain time (+ margin) once Envoy
+    closed that connection and the client opened a new one."""
+    drain = 3
+    mesh.route_all_to("blue")
+    mesh.start(NJ_DRAIN_SECONDS=str(drain))
+    wait_for(lambda: mesh.answers("blue"), what="envoy serving v1")
+    with PooledClient(mesh.port) as client:
+        assert [client.get(), client.get()] == ["blue", "blue"] and client.connections == 1
+        v2 = mesh.publish(lds({"/": "green"}), ["blue", "green"])  # blue's cluster stays
+        wait_for(lambda: mesh.state().get("applied_version") == v2, what="v2 applied", timeout=20)
+        applied = time.monotonic()
+        assert mesh.get() == "green"  # a new connection lands on the new listener
+        answers = [client.get()]  # the pooled one is still on the draining listener
+        while answers[-1] != "green" and time.monotonic() < applied + drain + 3:
+            time.sleep(0.5)  # a client that is not busy: a request every half second
+            answers.append(client.get())
+        assert answers[0] == "blue" and answers[-1] == "green", answers
+        assert client.connections == 2
+    assert mesh.stop()[0] == 0
 
 
 def test_a_version_envoy_rejects_is_rolled_back_and_marked_bad(mesh: Mesh) -> None:

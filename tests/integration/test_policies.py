@@ -144,10 +144,16 @@ def test_limits_shed_concurrent_requests_as_overloaded(mesh: PolicyMesh) -> None
 def test_fault_injection_aborts_and_delays(mesh: PolicyMesh) -> None:
     """FAULT=abort=503@100%: every request 503; FAULT=delay=200ms@100%: each takes >= 200 ms."""
     assert mesh.answers("/abort", 20) == Counter({"503": 20})
+    undelayed = [mesh.get("/tuna")[2] for _ in range(5)]
+    delayed = []
     for _ in range(5):
         status, body, seconds = mesh.get("/delay")
-        # Envoy's timers have millisecond resolution: measured once at 0.199 s on loopback
-        assert (status, body) == (200, "delay") and seconds >= 0.198, seconds
+        assert (status, body) == (200, "delay"), (status, body)
+        delayed.append(seconds)
+    # Envoy's timers have millisecond resolution and may fire a little early (0.1978 s was
+    # measured once for 200 ms), so the bound leaves 10 ms; the undelayed route through the
+    # same Envoy shows the time is the fault's, not the path's.
+    assert min(delayed) >= 0.19 and max(undelayed) < 0.1, (delayed, undelayed)
 
 
 def test_rate_limit_answers_429_beyond_the_bucket(mesh: PolicyMesh) -> None:

@@ -95,6 +95,13 @@ def test_command_line_disables_hot_restart_and_appends_extra_args() -> None:
     ]
 
 
+def test_command_line_sets_the_drain_time_before_extra_args() -> None:
+    """A drain time becomes --drain-time-s (Envoy's own default, 600 s, only without one)."""
+    command = EnvoyCommand("envoy", Path("/b.json"), "info", "--concurrency 1", "", drain_time=5)
+    argv = command.argv()
+    assert argv[argv.index("--drain-time-s") :] == ["--drain-time-s", "5", "--concurrency", "1"]
+
+
 def test_counters_are_parsed_from_stats_text_and_default_to_zero() -> None:
     """Known counters are read, unknown lines and non-numbers ignored, missing ones are 0."""
     text = (

@@ -67,3 +67,17 @@ def test_settings_env_names_match_in_any_case_and_strings_are_parsed_by_type(
     monkeypatch.setenv("NJ_METRICS_PORT", "")
     with pytest.raises(ValidationError, match="metrics_port"):
         FetcherSettings()
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [(0, 1), (0.2, 1), (5, 5), (2.5, 3)])
+def test_envoy_drain_time_is_the_drain_setting_rounded_up(seconds: float, expected: int) -> None:
+    """NJ_DRAIN_SECONDS is Envoy's --drain-time-s too, in whole seconds, never shorter, never 0
+    (0 cuts connections accepted just before a route change)."""
+    assert expected == FetcherSettings(drain_seconds=seconds).envoy_drain_time()
+
+
+@pytest.mark.parametrize("args", ["--drain-time-s 2", "--concurrency 1 --drain-time-s=2"])
+def test_envoy_args_may_not_set_the_drain_time(args: str) -> None:
+    """Envoy refuses a flag given twice; the error names the setting to use instead."""
+    with pytest.raises(ValidationError, match="set NJ_DRAIN_SECONDS"):
+        FetcherSettings(envoy_args=args)
