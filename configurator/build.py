@@ -11,7 +11,7 @@ nodes are kept), never a failed cycle for the others.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -36,9 +36,16 @@ from shared.models import (
 
 log = get_logger(__name__)
 
-# Between conventions and nodes: a validated model -> the model to build (the cycle's shift
-# stage rewrites route weights there); it may add problems.
-ModelStage = Callable[[NamespaceModel, list[Problem]], NamespaceModel]
+
+class ModelStage(Protocol):
+    """Between conventions and nodes (the cycle's shift stage rewrites route weights there)."""
+
+    def prepare(self, models: Sequence[NamespaceModel]) -> list[Problem]:
+        """Look at every namespace's validated model once, before any is changed; the
+        problems are the mesh's (not one namespace's)."""
+
+    def apply(self, model: NamespaceModel, problems: list[Problem]) -> NamespaceModel:
+        """The model to build instead of ``model``; may add to ``problems``."""
 
 
 class NodeValidator(Protocol):
@@ -115,12 +122,17 @@ def build_mesh(
     read: dict[str, tuple[NamespaceModel, list[Problem]]] = {}
     for raw in raw_namespaces:
         try:
-            model, problems = read_namespace(raw)
-            if stage is not None:
-                model = stage(model, problems)
-            read[raw.name] = (model, problems)
+            read[raw.name] = read_namespace(raw)
         except Exception as err:  # contained: one namespace, reported, kept
             _keep_namespace(raw.name, err, previous, built)
+    if stage is not None:
+        built.problems.extend(stage.prepare([model for model, _ in read.values()]))
+        for name, (model, problems) in list(read.items()):
+            try:
+                read[name] = (stage.apply(model, problems), problems)
+            except Exception as err:  # contained: one namespace, reported, kept
+                del read[name]
+                _keep_namespace(name, err, previous, built)
     directory = MeshDirectory({name: model for name, (model, _) in read.items()}, built.namespaces)
     digests = {name: sha256_hex(repr(r).encode()) for name, r in read.items()}
     pending = []

@@ -11,9 +11,9 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from configurator.discovery import SETTINGS_INSTANCE, RawNamespace, RawService
+from configurator.discovery import RawNamespace, RawService
 from configurator.policies import DEFAULT_POLICIES, POLICY_KEYS, Policies, read_policies
-from shared.models import NAME_RE, NAME_RULE, Problem
+from shared.models import NAME_RE, NAME_RULE, SETTINGS_INSTANCE, Problem
 
 PATH_FORM = re.compile(r"^/(?:[A-Za-z0-9._~!$&()*+,;=:@/-]|%[0-9A-Fa-f]{2}){0,511}\Z")
 WEIGHT_FORM = re.compile(r"^[0-9]{1,7}\Z")

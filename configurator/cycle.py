@@ -5,11 +5,11 @@ render cache (``render.RenderCache``), the validator's verdicts, the problems se
 (only new ones are logged), when the current version's objects were last checked, and the
 metrics.
 
-Traffic shifts (docs/progressive-delivery.md): before the build, the alarms of every active
-shift are read in one request (``alarms.AlarmSource``); ``shifter.Shifter`` rewrites the route
-weights between conventions and nodes; the shifts' states are published with the version, read
-back from the current version next cycle, and a shift that moved publishes on its own. A frozen
-manifest stops the cycle before any of this, so it freezes shifts too.
+Traffic shifts (docs/progressive-delivery.md): ``shifter.Shifter`` is the build's stage
+between conventions and nodes: it reads the alarms of every active shift in one request
+(``alarms.AlarmSource``) and rewrites the route weights; the shifts' states are published with
+the version, read back from the current version next cycle, and a shift that moved publishes
+on its own. A frozen manifest stops the cycle before any of this, so it freezes shifts too.
 
 Self-repair: every cycle reads and verifies the current index; at most once per
 ``check_every`` (and whenever the current version is one it has not checked) it also lists the
@@ -27,13 +27,13 @@ from datetime import UTC, datetime, timedelta
 
 from configurator.alarms import AlarmSource, StaticAlarms
 from configurator.build import NodeValidator, build_mesh
-from configurator.discovery import DiscoverySource, RawNamespace
-from configurator.errors import AlarmReadError, ConfiguratorError
+from configurator.discovery import DiscoverySource
+from configurator.errors import ConfiguratorError
 from configurator.metrics import Metrics, record_cycle
 from configurator.publish import Content, Current, publish_version
 from configurator.render import RenderCache, TemplateLibrary
 from configurator.report import CycleReport, Laps, ShiftChange
-from configurator.shifter import ALARMS_WHERE, Shifter, shift_problems
+from configurator.shifter import Shifter, shift_problems
 from shared.errors import (
     DigestMismatchError,
     InvalidBundleError,
@@ -132,8 +132,8 @@ class Configurator:
         scan = self.discovery.scan(self.namespaces)
         laps.mark("scan")
         previous = current.index if current else None
-        shifter = Shifter(current.index.shifts if current and current.index else {}, self.clock())
-        alarm_problems = self._read_alarms(shifter, scan.namespaces)
+        recorded_shifts = current.index.shifts if current and current.index else {}
+        shifter = Shifter(recorded_shifts, self.clock(), self.alarms)
         built = build_mesh(
             scan.namespaces,
             self.templates,
@@ -141,10 +141,9 @@ class Configurator:
             self.renders,
             previous,
             self.safety.max_object_bytes,
-            stage=shifter.apply,
+            stage=shifter,
         )
         content = Content(built.nodes, built.file_sets, built.blobs)
-        built.problems.extend(alarm_problems)
         shifts = shifter.states(built.failed_namespaces)
         recorded = current.index.summary.problems if current and current.index else []
         noted = shift_problems(built.problems) != shift_problems(recorded)
@@ -182,20 +181,6 @@ class Configurator:
             shifts=list(shifts.values()),
             shift_changes=shifter.changes(shifts) if outcome.status == "published" else [],
         )
-
-    def _read_alarms(self, shifter: Shifter, namespaces: list[RawNamespace]) -> list[Problem]:
-        """Give ``shifter`` the states of the alarms its shifts watch: one request for all."""
-        names = shifter.alarm_names(namespaces)
-        if not names:
-            return []
-        try:
-            shifter.alarms = self.alarms.states(names)
-        except AlarmReadError as err:
-            log.error("alarms.unreadable", alarms=len(names), error=str(err))
-            shifter.alarms = None
-            reason = f"{err}; shifts watching alarms hold their step until they can be read"
-            return [Problem(where=ALARMS_WHERE, item=f"{len(names)} alarm(s)", reason=reason)]
-        return []
 
     def _current(self, read: ManifestRead) -> Current:
         """The current version as read, with what is wrong with it (if anything)."""

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-SETTINGS_INSTANCE = "service-settings"
 MAX_INSTANCES = 1000  # DiscoverInstances returns at most this many and does not paginate
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from configurator.shift import MAX_ALARMS, MAX_EVERY_SECONDS, MAX_STEPS, SHIFT_KEY, ShiftDecl
-from shared.models import NAME_RE
+from configurator.shift import MAX_ALARMS, MAX_EVERY_SECONDS, MAX_STEPS, ShiftDecl
+from shared.models import NAME_RE, SHIFT_KEY
 
 DURATION_FORM = re.compile(r"^([0-9]{1,7})(ms|s)\Z")
 INT_FORM = re.compile(r"^[0-9]{1,9}\Z")

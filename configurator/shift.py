@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-SHIFT_KEY = "SHIFT"
 MAX_STEPS = 20
 MAX_ALARMS = 10
 MAX_EVERY_SECONDS = 7 * 24 * 3600
@@ -37,8 +36,7 @@ def format_every(seconds: int) -> str:
 
 def format_time(moment: datetime) -> str:
     """An RFC 3339 UTC timestamp as the ``start=``/``abort=`` options write it."""
-    text = moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return text
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

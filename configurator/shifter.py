@@ -1,10 +1,11 @@
 """The cycle's shift stage: every ``SHIFT`` declaration -> the weights it serves and its state.
 
-It sits between ``conventions`` and ``mesh``: ``Shifter.apply`` takes a validated namespace
-model and returns it with the route weights of each shifting pair rewritten, so everything
-downstream (route merging, the route-policy winner, templates) sees the effective weights.
-``alarm_names`` lists, before the build, the alarms the cycle must read (one request for all
-shifts); ``states`` is what the version records and the next cycle reads back.
+It sits between ``conventions`` and ``mesh`` (``build.ModelStage``): ``Shifter.prepare`` sees
+every namespace's validated model once and reads the alarms their unfinished shifts watch (one
+request for all shifts); ``Shifter.apply`` takes one model and returns it with the route weights
+of each shifting pair rewritten, so everything downstream (route merging, the route-policy
+winner, templates) sees the effective weights. ``states`` is what the version records and the
+next cycle reads back.
 
 On a route both colors declare, the new color gets ``percent`` % of the pair's total weight.
 Weights are integers, so the route's weights (the other colors' too, which keeps their share)
@@ -21,13 +22,12 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from configurator.alarms import AlarmSource, StaticAlarms
 from configurator.conventions import NamespaceModel, RouteDecl, ServiceColor
-from configurator.discovery import SETTINGS_INSTANCE, RawNamespace
-from configurator.policies import parse_policy
+from configurator.errors import AlarmReadError
 from configurator.report import ShiftChange
 from configurator.shift import (
     MAX_ROUTE_WEIGHT_SUM,
-    SHIFT_KEY,
     Progress,
     ShiftDecl,
     Signals,
@@ -36,7 +36,10 @@ from configurator.shift import (
     pair_weights,
     route_label,
 )
-from shared.models import Problem, ShiftState
+from shared.logs import get_logger
+from shared.models import SHIFT_KEY, Problem, ShiftState
+
+log = get_logger(__name__)
 
 _RouteKey = tuple[str, tuple[str, str] | None]
 
@@ -96,29 +99,46 @@ class _Plan:
 class Shifter:
     """Runs every shift of one cycle against the states the current version recorded."""
 
-    def __init__(self, recorded: Mapping[str, ShiftState], now: datetime) -> None:
+    def __init__(
+        self,
+        recorded: Mapping[str, ShiftState],
+        now: datetime,
+        source: AlarmSource | None = None,
+    ) -> None:
         self.recorded = dict(recorded)
         self.now = now
+        self.source: AlarmSource = source if source is not None else StaticAlarms()
         self.alarms: Mapping[str, str] | None = {}  # None: CloudWatch could not be read
         self._states: dict[str, ShiftState] = {}
 
-    # -- before the build ----------------------------------------------------------------
-    def alarm_names(self, namespaces: Sequence[RawNamespace]) -> list[str]:
-        """Every alarm a declared, unfinished shift watches (from the raw attributes)."""
+    # -- before any namespace is changed -------------------------------------------------
+    def alarm_names(self, models: Sequence[NamespaceModel]) -> list[str]:
+        """Every alarm a declared, unfinished shift watches."""
         names: set[str] = set()
-        for raw in namespaces:
-            for service in raw.services:
-                settings = next((i for i in service.instances if i.id == SETTINGS_INSTANCE), None)
-                if settings is None or SHIFT_KEY not in settings.attributes:
+        for model in models:
+            for sc in model.service_colors:
+                decl = sc.policies.shift
+                if decl is None or decl.abort is not None:
                     continue
-                parsed = parse_policy(SHIFT_KEY, settings.attributes[SHIFT_KEY])
-                if isinstance(parsed, str) or parsed[0].abort is not None:
-                    continue
-                decl: ShiftDecl = parsed[0]
-                old = self.recorded.get(state_key(raw.name, settings.attributes.get("SERVICE", "")))
+                old = self.recorded.get(state_key(model.name, sc.service))
                 if old is None or old.declaration != decl.identity or not _finished(old):
                     names.update(decl.alarms)
         return sorted(names)
+
+    def prepare(self, models: Sequence[NamespaceModel]) -> list[Problem]:
+        """Read the states of the alarms the shifts watch, in one request for all of them; if
+        CloudWatch cannot answer, that is a problem and shifts watching alarms hold."""
+        names = self.alarm_names(models)
+        if not names:
+            return []
+        try:
+            self.alarms = self.source.states(names)
+        except AlarmReadError as err:
+            log.error("alarms.unreadable", alarms=len(names), error=str(err))
+            self.alarms = None
+            reason = f"{err}; shifts watching alarms hold their step until they can be read"
+            return [Problem(where=ALARMS_WHERE, item=f"{len(names)} alarm(s)", reason=reason)]
+        return []
 
     # -- during the build (one namespace at a time) ----------------------------------------
     def apply(self, model: NamespaceModel, problems: list[Problem]) -> NamespaceModel:

@@ -115,7 +115,9 @@ def _metrics(settings: FetcherSettings) -> FetcherMetrics:
     return metrics
 
 
-def _envoy(settings: FetcherSettings, metrics: FetcherMetrics) -> EnvoyProcess:
+def _envoy(
+    settings: FetcherSettings, metrics: FetcherMetrics, inotify_limit: int | None
+) -> EnvoyProcess:
     """The supervised Envoy for this node, its bootstrap written to the config dir."""
     binary = find_envoy(settings.envoy_bin)
     if binary is None:
@@ -136,7 +138,7 @@ def _envoy(settings: FetcherSettings, metrics: FetcherMetrics) -> EnvoyProcess:
         AdminClient(settings.admin_port),
         listener=f"{settings.bind_address()}:{settings.listener_port}",
         on_restart=metrics.envoy_restarted,
-        inotify_limit=read_instance_limit(),
+        inotify_limit=inotify_limit,
     )
 
 
@@ -204,14 +206,15 @@ def run(no_envoy: bool, envoy_admin: bool, **flags: Any) -> None:
     configure_logging(settings.log_level, settings.log_format)
     prepare_config_dir(settings.config_dir)
     metrics = _metrics(settings)
-    envoy = _external_envoy(settings, envoy_admin) if no_envoy else _envoy(settings, metrics)
+    limit = read_instance_limit()
+    envoy = _external_envoy(settings, envoy_admin) if no_envoy else _envoy(settings, metrics, limit)
     fetcher = Fetcher.from_dir(
         settings,
         _store(settings),
         envoy,
         metrics=metrics,
         verifier=_verifier(settings),
-        inotify_limit=read_instance_limit(),
+        inotify_limit=limit,
     )
     runner = _runner(settings, fetcher, envoy)
     stop = stop_on_signals(log, "fetcher.stopping")

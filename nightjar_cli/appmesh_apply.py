@@ -15,8 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from nightjar_cli.appmesh import ANCHOR_ATTRIBUTES, ImportPlan, ServiceSettings
 from nightjar_cli.errors import OperatorError
-
-SETTINGS_INSTANCE = "service-settings"
+from shared.models import SETTINGS_INSTANCE
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from nightjar_cli.errors import OperatorError
 from shared.aws import describe_aws_error
-
-SETTINGS_INSTANCE = "service-settings"
+from shared.models import SETTINGS_INSTANCE
 
 
 @dataclass(frozen=True)

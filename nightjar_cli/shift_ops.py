@@ -17,14 +17,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from nightjar_cli.errors import OperatorError
-from nightjar_cli.shift_cloudmap import SETTINGS_INSTANCE, CloudMapSettings, ColorSettings
-from shared.models import Problem, ShiftState
+from nightjar_cli.shift_cloudmap import CloudMapSettings, ColorSettings
+from shared.models import SETTINGS_INSTANCE, SHIFT_KEY, Problem, ShiftState
 from shared.store import BundleStore
 
 if TYPE_CHECKING:
     from configurator.shift import ShiftDecl
-
-SHIFT_KEY = "SHIFT"  # configurator.shift.SHIFT_KEY
 
 
 class ShiftRequestError(OperatorError):

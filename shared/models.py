@@ -32,6 +32,9 @@ FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}\Z")
 VERSION_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}\Z")
 SET_ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
 GATEWAY = "gateway"
+# Cloud Map conventions both the configurator and the operator CLI name (docs/cloud-map.md):
+SETTINGS_INSTANCE = "service-settings"  # the instance holding a service-color's settings
+SHIFT_KEY = "SHIFT"  # the service-settings key declaring a traffic shift
 NAME_RULE = "[A-Za-z0-9._-], starting with a letter or digit, at most 255 characters"
 
 # The files every node's bundle carries, named once here (the fetcher's bootstrap points Envoy

@@ -259,11 +259,3 @@ def test_every_shift_command_has_help_with_an_example(command: str) -> None:
     """--help works without AWS and shows an example."""
     result = CliRunner().invoke(main, ["shift", command, "--help"])
     assert result.exit_code == 0 and "Example" in result.stdout
-
-
-def test_the_cli_writes_the_key_the_configurator_reads() -> None:
-    """The CLI names SHIFT without importing the configurator at load time: the same key."""
-    from configurator.shift import SHIFT_KEY
-    from nightjar_cli.shift_ops import SHIFT_KEY as CLI_KEY
-
-    assert CLI_KEY == SHIFT_KEY

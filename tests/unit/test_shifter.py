@@ -159,7 +159,7 @@ def test_alarm_names_skip_finished_and_aborted_shifts() -> None:
         "/s": "0",
         "SHIFT": "from=blue steps=100 every=1s alarms=c abort=2026-11-21T11:00:00Z",
     }
-    namespace = raw(BLUE, green, salmon_blue, salmon_green)
+    namespace = model(BLUE, green, salmon_blue, salmon_green)
     assert Shifter({}, T0).alarm_names([namespace]) == ["a", "b"]
     _, states, _ = run(model(BLUE, green), seconds=100)
     assert states["fish/tuna"].verdict == "completed"
