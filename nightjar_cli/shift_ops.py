@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from nightjar_cli.errors import OperatorError
+from nightjar_cli.operations import load_index
 from nightjar_cli.shift_cloudmap import CloudMapSettings, ColorSettings
-from shared.models import SETTINGS_INSTANCE, SHIFT_KEY, Problem, ShiftState
+from shared.models import SETTINGS_INSTANCE, SHIFT_KEY, Problem, ShiftState, VersionIndex
 from shared.store import BundleStore
 
 if TYPE_CHECKING:
@@ -76,12 +77,11 @@ def namespace_of(store: BundleStore, given: str | None) -> str:
     """``given``, or the only namespace the current version covers."""
     if given:
         return given
-    read = store.read_manifest()
-    if read is None:
+    index = _current_index(store)
+    if index is None:
         raise ShiftRequestError(
             "nothing is published yet, so the mesh is unknown: pass --namespace"
         )
-    index = store.get_index(read.manifest.version, read.manifest.index_sha256)
     names = index.summary.namespaces
     if len(names) != 1:
         raise ShiftRequestError(f"the mesh has namespaces {', '.join(names)}: pass --namespace")
@@ -90,29 +90,34 @@ def namespace_of(store: BundleStore, given: str | None) -> str:
 
 def recorded_shift(store: BundleStore, namespace: str, service: str) -> ShiftState | None:
     """The state the current version records for ``service``'s shift, if any."""
+    index = _current_index(store)
+    return None if index is None else index.shifts.get(f"{namespace}/{service}")
+
+
+def _current_index(store: BundleStore) -> VersionIndex | None:
+    """The current version's index (verified), or None when nothing is published yet."""
     read = store.read_manifest()
     if read is None:
         return None
-    index = store.get_index(read.manifest.version, read.manifest.index_sha256)
-    return index.shifts.get(f"{namespace}/{service}")
+    return store.get_index(read.manifest.version, read.manifest.index_sha256)
 
 
 def status(store: BundleStore, service: str | None) -> ShiftStatus:
     """Every shift of the current version (or ``service``'s), with its SHIFT problems."""
-    read = store.read_manifest()
-    if read is None:
-        raise OperatorError("no manifest: nothing is published yet (run nightjar-configurator)")
-    index = store.get_index(read.manifest.version, read.manifest.index_sha256)
+    index = load_index(store, None)
     shifts = [
         {**s.model_dump(mode="json"), "verdict": s.verdict}
         for s in index.shifts.values()
         if service is None or s.service == service
     ]
-    return ShiftStatus(read.manifest.version, shifts, _shift_problems(index.summary.problems))
+    return ShiftStatus(index.version, shifts, _shift_problems(index.summary.problems))
 
 
 def _shift_problems(problems: list[Problem]) -> list[dict[str, str]]:
-    return [p.model_dump() for p in problems if "SHIFT" in p.item or p.where == "cloudwatch"]
+    from configurator.shifter import shift_problems
+
+    found = shift_problems(problems)
+    return [p.model_dump() for p in problems if p in found]
 
 
 def colors_of(cloudmap: CloudMapSettings, namespace: str, service: str) -> dict[str, ColorSettings]:
